@@ -1,0 +1,91 @@
+#include "core/kernels/device_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
+
+namespace mantissa::kernels {
+
+namespace {
+constexpr size_t kCpuAlignment = 64;
+
+void check_cuda_built(const char* what) {
+#ifndef MANTISSA_HAVE_CUDA
+  MANTISSA_ERROR(what, ": Mantissa was built without CUDA (configure with -DMANTISSA_CUDA=ON on a machine with nvcc)");
+#else
+  (void)what;
+#endif
+}
+}  // namespace
+
+void* device_alloc(const Device& device, size_t nbytes) {
+  if (device.is_cpu()) {
+    size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    if (rounded == 0) rounded = kCpuAlignment;
+    void* p = std::aligned_alloc(kCpuAlignment, rounded);
+    MANTISSA_CHECK(p != nullptr, "allocate: out of CPU memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  check_cuda_built("allocate");
+#ifdef MANTISSA_HAVE_CUDA
+  return cuda_alloc(device.index, nbytes);
+#endif
+}
+
+void device_free(const Device& device, void* ptr) {
+  if (ptr == nullptr) return;
+  if (device.is_cpu()) {
+    std::free(ptr);
+    return;
+  }
+#ifdef MANTISSA_HAVE_CUDA
+  cuda_free(device.index, ptr);
+#endif
+}
+
+void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, nbytes);
+    return;
+  }
+  check_cuda_built("copy");
+#ifdef MANTISSA_HAVE_CUDA
+  cuda_copy(dst, dst_device, src, src_device, nbytes);
+#endif
+}
+
+void zero_bytes(void* dst, const Device& device, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (device.is_cpu()) {
+    std::memset(dst, 0, nbytes);
+    return;
+  }
+  check_cuda_built("zero");
+#ifdef MANTISSA_HAVE_CUDA
+  cuda_zero(dst, device.index, nbytes);
+#endif
+}
+
+namespace {
+struct CudaProbe {
+  int count = 0;
+  const char* reason = "Mantissa was built without CUDA";
+  CudaProbe() {
+#ifdef MANTISSA_HAVE_CUDA
+    count = cuda_probe_device_count(&reason);
+#endif
+  }
+};
+const CudaProbe& probe() {
+  static const CudaProbe p;
+  return p;
+}
+}  // namespace
+
+int cuda_device_count() { return probe().count; }
+const char* cuda_unavailable_reason() { return probe().count > 0 ? "" : probe().reason; }
+
+}  // namespace mantissa::kernels

@@ -1,0 +1,31 @@
+// Raw memory on each device: allocate, free, copy between devices, fill with zero bytes.
+// CPU code lives in device_memory.cpp; CUDA code in device_memory.cu (built when nvcc exists).
+#pragma once
+
+#include <cstddef>
+
+#include "core/device.h"
+
+namespace mantissa::kernels {
+
+void* device_alloc(const Device& device, size_t nbytes);
+void device_free(const Device& device, void* ptr);
+// Copies nbytes between any two devices; synchronous with respect to the host.
+void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device, size_t nbytes);
+void zero_bytes(void* dst, const Device& device, size_t nbytes);
+
+// Number of usable CUDA devices: 0 when built without CUDA or when no driver/device is present.
+int cuda_device_count();
+inline bool cuda_is_available() { return cuda_device_count() > 0; }
+// Why CUDA is unusable ("built without CUDA", the driver's error string), for skip messages.
+const char* cuda_unavailable_reason();
+
+#ifdef MANTISSA_HAVE_CUDA
+void* cuda_alloc(int device, size_t nbytes);
+void cuda_free(int device, void* ptr);
+void cuda_copy(void* dst, const Device& dst_device, const void* src, const Device& src_device, size_t nbytes);
+void cuda_zero(void* dst, int device, size_t nbytes);
+int cuda_probe_device_count(const char** reason);
+#endif
+
+}  // namespace mantissa::kernels

@@ -1,0 +1,20 @@
+#include "core/storage.h"
+
+#include "core/error.h"
+#include "core/kernels/device_memory.h"
+
+namespace mantissa {
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_cuda()) {
+    MANTISSA_CHECK(kernels::cuda_is_available(), "allocate: device ", device, " requested but CUDA is unusable (",
+                   kernels::cuda_unavailable_reason(), ")");
+    MANTISSA_CHECK(device.index < kernels::cuda_device_count(), "allocate: device ", device, " does not exist (",
+                   kernels::cuda_device_count(), " CUDA device(s))");
+  }
+  data_ = kernels::device_alloc(device, nbytes);
+}
+
+Storage::~Storage() { kernels::device_free(device_, data_); }
+
+}  // namespace mantissa
