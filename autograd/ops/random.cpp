@@ -1,0 +1,88 @@
+// Random factories: Philox streams drawn from a generator (the global one by default). F64
+// draws in double; every other floating dtype draws in F32 and rounds once, so an F16 and an
+// F32 tensor from the same (seed, offset) hold the same numbers up to that rounding.
+#include "autograd/function.h"
+#include "autograd/ops.h"
+#include "core/generator.h"
+#include "core/kernels/copy.h"
+#include "core/kernels/random.h"
+#include "core/philox.h"
+
+namespace mantissa {
+
+namespace {
+enum class Dist { Uniform, Normal, Bernoulli };
+
+void fill_random(const Tensor& t, Dist dist, double a, double b, Generator* gen, const char* op) {
+  MANTISSA_CHECK(is_floating(t.dtype()), op, ": needs a floating-point tensor (got ", t.dtype(),
+                 "); draw floats and convert");
+  MANTISSA_CHECK(t.is_cpu(), op, ": random kernels for ", t.device(), " are not in this build's CPU backend");
+  Generator& g = gen ? *gen : default_generator();
+  const int64_t n = t.numel();
+  const bool dbl = t.dtype() == DType::F64;
+  const uint64_t offset = g.reserve(philox_blocks_for(n, dbl));
+  const uint64_t seed = g.seed();
+  Tensor dst = t.is_contiguous() && t.dtype() == (dbl ? DType::F64 : DType::F32)
+                   ? t
+                   : empty(t.sizes(), dbl ? DType::F64 : DType::F32);
+  if (dbl) {
+    double* p = dst.data<double>();
+    if (dist == Dist::Uniform) kernels::fill_uniform(p, n, seed, offset, a, b);
+    else if (dist == Dist::Normal) kernels::fill_normal(p, n, seed, offset, a, b);
+    else {
+      // Bernoulli draws in float precision for every dtype: one stream for all of them.
+      Tensor f = empty(t.sizes(), DType::F32);
+      kernels::fill_bernoulli(f.data<float>(), n, seed, offset, static_cast<float>(a));
+      kernels::copy(dst, f);
+    }
+  } else {
+    float* p = dst.data<float>();
+    if (dist == Dist::Uniform) kernels::fill_uniform(p, n, seed, offset, static_cast<float>(a), static_cast<float>(b));
+    else if (dist == Dist::Normal) kernels::fill_normal(p, n, seed, offset, static_cast<float>(a), static_cast<float>(b));
+    else kernels::fill_bernoulli(p, n, seed, offset, static_cast<float>(a));
+  }
+  if (!dst.is_same(t)) kernels::copy(t, dst);
+}
+
+Tensor make(const Shape& shape, TensorOptions options, Dist dist, double a, double b, Generator* gen, const char* op) {
+  bool rg = options.requires_grad_;
+  options.requires_grad_ = false;
+  MANTISSA_CHECK(options.device_.is_cpu(), op, ": random kernels for ", options.device_,
+                 " are not in this build's CPU backend");
+  Tensor t = empty(shape, options);
+  fill_random(t, dist, a, b, gen, op);
+  if (rg) t.requires_grad_(true);
+  return t;
+}
+}  // namespace
+
+Tensor rand(const Shape& shape, TensorOptions options, Generator* gen) {
+  return make(shape, options, Dist::Uniform, 0.0, 1.0, gen, "rand");
+}
+
+Tensor randn(const Shape& shape, TensorOptions options, Generator* gen) {
+  return make(shape, options, Dist::Normal, 0.0, 1.0, gen, "randn");
+}
+
+Tensor bernoulli(const Shape& shape, double p, TensorOptions options, Generator* gen) {
+  MANTISSA_CHECK(p >= 0.0 && p <= 1.0, "bernoulli: probability ", p, " is outside [0, 1]");
+  return make(shape, options, Dist::Bernoulli, p, 0.0, gen, "bernoulli");
+}
+
+Tensor& uniform_(Tensor& t, double lo, double hi, Generator* gen) {
+  MANTISSA_CHECK(lo <= hi, "uniform_: lo ", lo, " must not exceed hi ", hi);
+  autograd::check_inplace(t, "uniform_");
+  fill_random(t, Dist::Uniform, lo, hi, gen, "uniform_");
+  t.bump_version();
+  return t;
+}
+
+Tensor& normal_(Tensor& t, double mean, double std, Generator* gen) {
+  MANTISSA_CHECK(std >= 0.0, "normal_: std ", std, " must be non-negative");
+  autograd::check_inplace(t, "normal_");
+  fill_random(t, Dist::Normal, mean, std, gen, "normal_");
+  t.bump_version();
+  return t;
+}
+
+}  // namespace mantissa
