@@ -21,12 +21,13 @@ void convert_f16_to_f32_scalar(const Half* src, float* dst, int64_t n);
 void convert_f32_to_bf16_scalar(const float* src, BFloat16* dst, int64_t n);
 void convert_bf16_to_f32_scalar(const BFloat16* src, float* dst, int64_t n);
 
-// Instruction-set paths. Avx2 is AVX2 + F16C; Avx512 is AVX-512 F/BW/VL.
-enum class ConvertPath : uint8_t { Scalar, Avx2, Avx512 };
+// Instruction-set paths. Avx2 is AVX2 + F16C; Avx512 is AVX-512 F/BW/VL; Avx512Bf16 is the same
+// plus AVX512_BF16's vcvtne2ps2bf16 for F32 -> BF16 (its subnormal flushing is patched).
+enum class ConvertPath : uint8_t { Scalar, Avx2, Avx512, Avx512Bf16 };
 
 ConvertPath convert_path();                   // the path the functions above use
 bool convert_path_supported(ConvertPath path);  // whether this CPU can run it
-const char* convert_path_name(ConvertPath path);  // "scalar", "avx2+f16c", "avx512"
+const char* convert_path_name(ConvertPath path);  // "scalar", "avx2+f16c", "avx512", ...
 const char* convert_isa();                    // convert_path_name(convert_path()), for bench JSON
 
 // The same conversions on a chosen path, for tests and benchmarks that compare paths. Throws
