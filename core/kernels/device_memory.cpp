@@ -11,13 +11,11 @@ namespace mantissa::kernels {
 namespace {
 constexpr size_t kCpuAlignment = 64;
 
-void check_cuda_built(const char* what) {
 #ifndef MANTISSA_HAVE_CUDA
+[[noreturn]] void no_cuda(const char* what) {
   MANTISSA_ERROR(what, ": Mantissa was built without CUDA (configure with -DMANTISSA_CUDA=ON on a machine with nvcc)");
-#else
-  (void)what;
-#endif
 }
+#endif
 }  // namespace
 
 void* device_alloc(const Device& device, size_t nbytes) {
@@ -28,9 +26,10 @@ void* device_alloc(const Device& device, size_t nbytes) {
     MANTISSA_CHECK(p != nullptr, "allocate: out of CPU memory allocating ", nbytes, " bytes");
     return p;
   }
-  check_cuda_built("allocate");
 #ifdef MANTISSA_HAVE_CUDA
   return cuda_alloc(device.index, nbytes);
+#else
+  no_cuda("allocate");
 #endif
 }
 
@@ -51,9 +50,10 @@ void copy_bytes(void* dst, const Device& dst_device, const void* src, const Devi
     std::memcpy(dst, src, nbytes);
     return;
   }
-  check_cuda_built("copy");
 #ifdef MANTISSA_HAVE_CUDA
   cuda_copy(dst, dst_device, src, src_device, nbytes);
+#else
+  no_cuda("copy");
 #endif
 }
 
@@ -63,9 +63,10 @@ void zero_bytes(void* dst, const Device& device, size_t nbytes) {
     std::memset(dst, 0, nbytes);
     return;
   }
-  check_cuda_built("zero");
 #ifdef MANTISSA_HAVE_CUDA
   cuda_zero(dst, device.index, nbytes);
+#else
+  no_cuda("zero");
 #endif
 }
 
