@@ -93,6 +93,25 @@ void Tensor::retain_grad() const {
   });
 }
 
+void Tensor::set_data(const Tensor& src) const {
+  MANTISSA_CHECK(defined() && src.defined(), "set_data: both tensors must be defined");
+  MANTISSA_CHECK(!requires_grad() || is_floating(src.dtype()), "set_data: a tensor that requires grad cannot take ",
+                 src.dtype(), " data");
+  TensorImpl& t = *impl();
+  const TensorImpl& s = *src.impl();
+  t.storage = s.storage;
+  t.sizes = s.sizes;
+  t.strides = s.strides;
+  t.offset = s.offset;
+  t.dtype = s.dtype;
+  // Keep the grad only while it still matches the new data.
+  auto* m = meta_or_null(*this);
+  if (m && m->grad.defined() &&
+      (m->grad.sizes() != t.sizes || m->grad.dtype() != t.dtype || m->grad.device() != device())) {
+    m->grad = Tensor();
+  }
+}
+
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = storage();

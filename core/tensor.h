@@ -107,6 +107,12 @@ class Tensor {
   Tensor detach() const;               // shares storage; no autograd history
   Tensor& detach_();
 
+  // Replaces this tensor's data (storage, geometry, dtype) with src's while keeping its identity
+  // and autograd state, like PyTorch's `param.data = src`: every handle to this tensor (a
+  // module's member and its parameter list) sees the new data. A .grad of another shape or
+  // dtype is dropped.
+  void set_data(const Tensor& src) const;
+
   // Element access ------------------------------------------------------------
   template <typename T>
   T item() const;                      // single-element tensors only
