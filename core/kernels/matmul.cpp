@@ -1,0 +1,351 @@
+// Matmul kernels (see matmul.h): batch geometry and operand layouts, the oneDNN path for F32
+// and BF16 (F32 accumulation, output rounded once), the blocked reference GEMM for F64 and for
+// builds without oneDNN, and F16 computed in F32 on the F16 values and rounded once.
+#include "core/kernels/matmul.h"
+
+#include <algorithm>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include "core/kernels/copy.h"
+#include "core/kernels/loops.h"
+#ifdef MANTISSA_HAVE_DNNL
+#include "core/kernels/dnnl_context.h"
+#endif
+
+namespace mantissa::kernels {
+
+// ---- reference GEMM --------------------------------------------------------------------------
+
+namespace {
+
+// Tile sizes: a packed B panel (kKc x kNc) and the accumulator tile (kMc x kNc) stay in L2.
+constexpr int64_t kMc = 64, kNc = 256, kKc = 256;
+
+template <typename T>
+void gemm_reference_impl(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                         int64_t b_rs, int64_t b_cs, T* c, int64_t ldc, bool accumulate, const T* bias) {
+  if (m <= 0 || n <= 0) return;
+  const int64_t mt = (m + kMc - 1) / kMc, nt = (n + kNc - 1) / kNc;
+  parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<T> bp(static_cast<size_t>(kKc * kNc)), ap(static_cast<size_t>(kMc * kKc)),
+        acc(static_cast<size_t>(kMc * kNc));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i0 = (t / nt) * kMc, j0 = (t % nt) * kNc;
+      const int64_t mb = std::min(kMc, m - i0), nb = std::min(kNc, n - j0);
+      for (int64_t i = 0; i < mb; ++i) {
+        T* row = acc.data() + i * kNc;
+        const T* crow = c + (i0 + i) * ldc + j0;
+        for (int64_t j = 0; j < nb; ++j) row[j] = accumulate ? crow[j] : T(0);
+      }
+      for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+        const int64_t kb = std::min(kKc, k - k0);
+        for (int64_t kk = 0; kk < kb; ++kk) {
+          const T* src = b + (k0 + kk) * b_rs + j0 * b_cs;
+          T* dst = bp.data() + kk * kNc;
+          for (int64_t j = 0; j < nb; ++j) dst[j] = src[j * b_cs];
+        }
+        for (int64_t i = 0; i < mb; ++i) {
+          const T* src = a + (i0 + i) * a_rs + k0 * a_cs;
+          T* dst = ap.data() + i * kKc;
+          for (int64_t kk = 0; kk < kb; ++kk) dst[kk] = src[kk * a_cs];
+        }
+        // Four rows share each load of the packed B row; the j loop vectorizes.
+        int64_t i = 0;
+        for (; i + 4 <= mb; i += 4) {
+          T* __restrict r0 = acc.data() + i * kNc;
+          T* __restrict r1 = r0 + kNc;
+          T* __restrict r2 = r1 + kNc;
+          T* __restrict r3 = r2 + kNc;
+          const T* a0 = ap.data() + i * kKc;
+          for (int64_t kk = 0; kk < kb; ++kk) {
+            const T x0 = a0[kk], x1 = a0[kKc + kk], x2 = a0[2 * kKc + kk], x3 = a0[3 * kKc + kk];
+            const T* __restrict br = bp.data() + kk * kNc;
+#pragma omp simd
+            for (int64_t j = 0; j < nb; ++j) {
+              const T bv = br[j];
+              r0[j] += x0 * bv;
+              r1[j] += x1 * bv;
+              r2[j] += x2 * bv;
+              r3[j] += x3 * bv;
+            }
+          }
+        }
+        for (; i < mb; ++i) {
+          T* __restrict r0 = acc.data() + i * kNc;
+          const T* a0 = ap.data() + i * kKc;
+          for (int64_t kk = 0; kk < kb; ++kk) {
+            const T x0 = a0[kk];
+            const T* __restrict br = bp.data() + kk * kNc;
+#pragma omp simd
+            for (int64_t j = 0; j < nb; ++j) r0[j] += x0 * br[j];
+          }
+        }
+      }
+      for (int64_t i = 0; i < mb; ++i) {
+        const T* row = acc.data() + i * kNc;
+        T* crow = c + (i0 + i) * ldc + j0;
+        if (bias != nullptr) {
+          for (int64_t j = 0; j < nb; ++j) crow[j] = row[j] + bias[j0 + j];
+        } else {
+          for (int64_t j = 0; j < nb; ++j) crow[j] = row[j];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void gemm_reference(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                    int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate, const float* bias) {
+  gemm_reference_impl(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, bias);
+}
+void gemm_reference(int64_t m, int64_t n, int64_t k, const double* a, int64_t a_rs, int64_t a_cs, const double* b,
+                    int64_t b_rs, int64_t b_cs, double* c, int64_t ldc, bool accumulate, const double* bias) {
+  gemm_reference_impl(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, bias);
+}
+
+// ---- batch geometry ----------------------------------------------------------------------------
+
+namespace {
+
+struct MatLayout {
+  int64_t rs = 0, cs = 0;  // element strides of rows and columns
+  bool ok = false;         // row- or column-major with a valid leading dimension
+};
+
+// Row-major (cs == 1, rs >= cols) or column-major (rs == 1, cs >= rows), with the stride of a
+// size-1 dim replaced by one that says the same thing: oneDNN reads the layout off the strides.
+MatLayout matrix_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if (rows == 1 && cols == 1) return {1, 1, true};
+  if (rows == 1) return cs == 1 ? MatLayout{cols, 1, true} : MatLayout{1, cs, cs >= 1};
+  if (cols == 1) return rs == 1 ? MatLayout{1, rows, true} : MatLayout{rs, 1, rs >= 1};
+  if (cs == 1 && rs >= cols) return {rs, 1, true};
+  if (rs == 1 && cs >= rows) return {1, cs, true};
+  return {rs, cs, false};
+}
+
+int64_t matrix_span(int64_t rows, int64_t cols, const MatLayout& l) {
+  return (rows - 1) * l.rs + (cols - 1) * l.cs + 1;
+}
+
+// A copy in the default layout when t's matrices are strided in a way the GEMMs do not take,
+// or its batches overlap.
+Tensor with_gemm_layout(const Tensor& t) {
+  const int64_t nd = t.dim();
+  const int64_t rows = t.size(nd - 2), cols = t.size(nd - 1);
+  MatLayout l = matrix_layout(rows, cols, t.stride(nd - 2), t.stride(nd - 1));
+  bool ok = l.ok;
+  if (ok) {
+    const int64_t span = matrix_span(rows, cols, l);
+    for (int64_t d = 0; d < nd - 2; ++d)
+      if (t.size(d) > 1 && t.stride(d) < span) ok = false;
+  }
+  if (ok) return t;
+  Tensor c = empty(t.sizes(), TensorOptions(t.dtype()));
+  copy(c, t);
+  return c;
+}
+
+Tensor to_f32(const Tensor& t) {
+  if (!t.defined()) return t;
+  Tensor c = empty(t.sizes(), TensorOptions(DType::F32));
+  copy(c, t);
+  return c;
+}
+
+struct BatchDim {
+  int64_t size, sa, sb, so;
+};
+
+// Batch dims of out with the operands' strides (0 where broadcast), size-1 dims dropped and
+// neighbours merged when every operand steps through them uniformly.
+std::vector<BatchDim> batch_dims(const Tensor& out, const Tensor& a, const Tensor& b) {
+  std::vector<BatchDim> dims;
+  for (int64_t d = 0; d < out.dim() - 2; ++d) {
+    const int64_t size = out.size(d);
+    if (size == 1) continue;
+    BatchDim cur{size, a.size(d) == 1 ? 0 : a.stride(d), b.size(d) == 1 ? 0 : b.stride(d), out.stride(d)};
+    if (!dims.empty()) {
+      BatchDim& p = dims.back();
+      if (p.sa == cur.sa * size && p.sb == cur.sb * size && p.so == cur.so * size) {
+        p.size *= size;
+        p.sa = cur.sa;
+        p.sb = cur.sb;
+        p.so = cur.so;
+        continue;
+      }
+    }
+    dims.push_back(cur);
+  }
+  return dims;
+}
+
+// One batched GEMM over the innermost batch dim; the outer batch dims are looped over.
+struct Gemm {
+  int64_t batch, m, n, k;
+  MatLayout la, lb;
+  int64_t a_bs, b_bs;  // 0 where the operand is broadcast over the batch
+};
+
+// Calls f(a_offset, b_offset, out_offset) for every index of the outer batch dims.
+template <typename F>
+void for_outer(const std::vector<BatchDim>& outer, const F& f) {
+  int64_t total = 1;
+  for (const BatchDim& d : outer) total *= d.size;
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t rem = i, oa = 0, ob = 0, oo = 0;
+    for (int64_t d = static_cast<int64_t>(outer.size()) - 1; d >= 0; --d) {
+      const int64_t idx = rem % outer[d].size;
+      rem /= outer[d].size;
+      oa += idx * outer[d].sa;
+      ob += idx * outer[d].sb;
+      oo += idx * outer[d].so;
+    }
+    f(oa, ob, oo);
+  }
+}
+
+// ---- reference path --------------------------------------------------------------------------
+
+template <typename T>
+void run_reference(const Gemm& g, const std::vector<BatchDim>& outer, const T* a, const T* b, T* out,
+                   const T* bias) {
+  for_outer(outer, [&](int64_t oa, int64_t ob, int64_t oo) {
+    // Many small matrices: one per thread; large ones: the GEMM parallelizes its tiles.
+    const int64_t work = std::max<int64_t>(1, g.m * g.n * std::max<int64_t>(g.k, 1));
+    parallel_for(g.batch, std::max<int64_t>(1, (int64_t(1) << 18) / work), [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) {
+        gemm_reference(g.m, g.n, g.k, a + oa + i * g.a_bs, g.la.rs, g.la.cs, b + ob + i * g.b_bs, g.lb.rs, g.lb.cs,
+                       out + oo + i * g.m * g.n, g.n, false, bias);
+      }
+    });
+  });
+}
+
+// ---- oneDNN path -------------------------------------------------------------------------------
+
+#ifdef MANTISSA_HAVE_DNNL
+struct DnnlMatmul {
+  dnnl::matmul prim;
+  dnnl::memory::desc a, b, c, bias;
+};
+
+dnnl::memory::desc operand_desc(dnnl::memory::data_type dt, bool batched, int64_t batch, int64_t bs, int64_t rows,
+                                int64_t cols, const MatLayout& l) {
+  if (!batched) return dnnl::memory::desc({rows, cols}, dt, {l.rs, l.cs});
+  // A broadcast operand is a batch of 1 (oneDNN broadcasts it); its batch stride is unused.
+  if (bs == 0) return dnnl::memory::desc({1, rows, cols}, dt, {matrix_span(rows, cols, l), l.rs, l.cs});
+  return dnnl::memory::desc({batch, rows, cols}, dt, {bs, l.rs, l.cs});
+}
+
+std::shared_ptr<const DnnlMatmul> dnnl_matmul(DType dtype, const Gemm& g, bool with_bias) {
+  static dnnl_ctx::Cache<DnnlMatmul> cache;
+  const bool batched = g.batch > 1;
+  dnnl_ctx::Key key{static_cast<int64_t>(dtype), g.batch, g.m, g.n, g.k, g.la.rs, g.la.cs, g.lb.rs, g.lb.cs,
+                    batched ? g.a_bs : -1, batched ? g.b_bs : -1, with_bias};
+  return cache.get(key, [&] {
+    const auto dt = dnnl_ctx::data_type(dtype);
+    DnnlMatmul p;
+    p.a = operand_desc(dt, batched, g.batch, g.a_bs, g.m, g.k, g.la);
+    p.b = operand_desc(dt, batched, g.batch, g.b_bs, g.k, g.n, g.lb);
+    if (batched) {
+      p.c = dnnl::memory::desc({g.batch, g.m, g.n}, dt, {g.m * g.n, g.n, 1});
+      if (with_bias) p.bias = dnnl::memory::desc({1, 1, g.n}, dt, {g.n, g.n, 1});
+    } else {
+      p.c = dnnl::memory::desc({g.m, g.n}, dt, {g.n, 1});
+      if (with_bias) p.bias = dnnl::memory::desc({1, g.n}, dt, {g.n, 1});
+    }
+    auto desc = with_bias ? dnnl::matmul::desc(p.a, p.b, p.bias, p.c) : dnnl::matmul::desc(p.a, p.b, p.c);
+    p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(desc, dnnl_ctx::engine()));
+    return p;
+  });
+}
+
+void run_dnnl(DType dtype, const Gemm& g, const std::vector<BatchDim>& outer, const Tensor& a, const Tensor& b,
+              const Tensor& out, const Tensor& bias) {
+  auto p = dnnl_matmul(dtype, g, bias.defined());
+  const size_t es = dtype_size(dtype);
+  char* pa = static_cast<char*>(a.data_ptr());
+  char* pb = static_cast<char*>(b.data_ptr());
+  char* po = static_cast<char*>(out.data_ptr());
+  auto& eng = dnnl_ctx::engine();
+  auto& strm = dnnl_ctx::stream();
+  for_outer(outer, [&](int64_t oa, int64_t ob, int64_t oo) {
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, dnnl::memory(p->a, eng, pa + oa * es)},
+        {DNNL_ARG_WEIGHTS, dnnl::memory(p->b, eng, pb + ob * es)},
+        {DNNL_ARG_DST, dnnl::memory(p->c, eng, po + oo * es)},
+    };
+    if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p->bias, eng, bias.data_ptr()));
+    p->prim.execute(strm, args);
+  });
+  strm.wait();
+}
+#endif
+
+}  // namespace
+
+void matmul(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
+  const int64_t nd = out.dim();
+  MANTISSA_ASSERT(nd >= 2 && a_in.dim() == nd && b_in.dim() == nd && out.is_contiguous(), "matmul kernel: ",
+                  shape_str(a_in.sizes()), " @ ", shape_str(b_in.sizes()), " -> ", shape_str(out.sizes()));
+  const DType dtype = out.dtype();
+  MANTISSA_ASSERT(a_in.dtype() == dtype && b_in.dtype() == dtype && (!bias_in.defined() || bias_in.dtype() == dtype));
+  MANTISSA_CHECK(out.is_cpu() && a_in.is_cpu() && b_in.is_cpu(),
+                 "matmul: the CUDA kernel is not available in this build (tensors on ", a_in.device(), ", ",
+                 b_in.device(), ")");
+  if (out.numel() == 0) return;
+  const int64_t m = out.size(-2), n = out.size(-1), k = a_in.size(-1);
+  if (k == 0) {
+    fill(out, 0.0);
+    if (bias_in.defined()) copy(out, bias_in);
+    return;
+  }
+
+#ifdef MANTISSA_HAVE_DNNL
+  constexpr bool kBf16Native = true;
+#else
+  constexpr bool kBf16Native = false;
+#endif
+  if (dtype == DType::F16 || (dtype == DType::BF16 && !kBf16Native)) {
+    // F32 GEMM on the exact 16-bit values, one rounding on the way out.
+    Tensor o32 = empty(out.sizes(), TensorOptions(DType::F32));
+    matmul(o32, to_f32(a_in), to_f32(b_in), to_f32(bias_in));
+    copy(out, o32);
+    return;
+  }
+
+  const Tensor a = with_gemm_layout(a_in), b = with_gemm_layout(b_in);
+  Tensor bias = bias_in;
+  if (bias.defined() && !bias.is_contiguous()) {
+    bias = empty(bias_in.sizes(), TensorOptions(dtype));
+    copy(bias, bias_in);
+  }
+
+  std::vector<BatchDim> outer = batch_dims(out, a, b);
+  Gemm g{1, m, n, k, matrix_layout(m, k, a.stride(-2), a.stride(-1)), matrix_layout(k, n, b.stride(-2), b.stride(-1)),
+         0, 0};
+  if (!outer.empty()) {
+    g.batch = outer.back().size;
+    g.a_bs = outer.back().sa;
+    g.b_bs = outer.back().sb;
+    outer.pop_back();
+  }
+
+  visit_dtype<dtype_bit(DType::F64) | dtype_bit(DType::F32) | dtype_bit(DType::BF16)>(dtype, "matmul", [&]<typename T>() {
+#ifdef MANTISSA_HAVE_DNNL
+    if constexpr (!std::is_same_v<T, double>) {
+      run_dnnl(dtype, g, outer, a, b, out, bias);
+      return;
+    }
+#endif
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      run_reference<T>(g, outer, a.data<T>(), b.data<T>(), out.data<T>(), bias.defined() ? bias.data<T>() : nullptr);
+    }
+  });
+}
+
+}  // namespace mantissa::kernels
