@@ -5,7 +5,7 @@
 
 #include <cfloat>
 #include <cstdint>
-#include <cstring>
+#include <string.h>
 #include <math.h>
 
 #include "core/macros.h"
@@ -63,7 +63,7 @@ MANTISSA_INLINE void philox_round(uint32_t x[4], uint32_t k0, uint32_t k1) {
 // Largest value strictly below a finite x; used to keep [lo, hi) half-open after rounding.
 MANTISSA_INLINE float next_below(float x) {
   uint32_t bits;
-  memcpy(&bits, &x, sizeof bits);
+  ::memcpy(&bits, &x, sizeof bits);
   if (x > 0.0f) {
     bits -= 1u;
   } else if (x < 0.0f) {
@@ -71,13 +71,13 @@ MANTISSA_INLINE float next_below(float x) {
   } else {
     bits = 0x80000001u;  // below +-0 lies -denorm_min
   }
-  memcpy(&x, &bits, sizeof x);
+  ::memcpy(&x, &bits, sizeof x);
   return x;
 }
 
 MANTISSA_INLINE double next_below(double x) {
   uint64_t bits;
-  memcpy(&bits, &x, sizeof bits);
+  ::memcpy(&bits, &x, sizeof bits);
   if (x > 0.0) {
     bits -= 1u;
   } else if (x < 0.0) {
@@ -85,7 +85,7 @@ MANTISSA_INLINE double next_below(double x) {
   } else {
     bits = 0x8000000000000001ull;
   }
-  memcpy(&x, &bits, sizeof x);
+  ::memcpy(&x, &bits, sizeof x);
   return x;
 }
 
@@ -146,6 +146,9 @@ MANTISSA_INLINE double uint32x2_to_positive_uniform_double(uint32_t hi, uint32_t
   return static_cast<double>((x >> 11) + 1u) * 0x1p-53;
 }
 
+// Math calls are ::-qualified because namespace mantissa also holds tensor ops named log, sqrt,
+// ... that would hide the scalar functions.
+
 // Affine steps use explicit fma: a compiler may or may not contract a * b + c on its own, and
 // CPU and CUDA builds would then round differently for the same (seed, offset).
 
@@ -153,7 +156,7 @@ MANTISSA_INLINE double uint32x2_to_positive_uniform_double(uint32_t hi, uint32_t
 // overflow. Rounding to float can still land on hi when the float grid near hi is coarser than
 // the step; such values become the float just below hi. lo == hi yields lo.
 MANTISSA_INLINE float uniform_in_range(float u, float lo, float hi) {
-  const double d = fma(static_cast<double>(hi) - static_cast<double>(lo), static_cast<double>(u),
+  const double d = ::fma(static_cast<double>(hi) - static_cast<double>(lo), static_cast<double>(u),
                        static_cast<double>(lo));
   const float v = static_cast<float>(d);
   return (v >= hi && hi > lo) ? philox_detail::next_below(hi) : v;
@@ -164,17 +167,17 @@ MANTISSA_INLINE double uniform_in_range(double u, double lo, double hi) {
   const double range = hi - lo;
   double v;
   if (range <= DBL_MAX) {
-    v = fma(range, u, lo);
+    v = ::fma(range, u, lo);
   } else {
     const double half = hi * 0.5 - lo * 0.5;
-    v = fma(half, u, fma(half, u, lo));
+    v = ::fma(half, u, ::fma(half, u, lo));
   }
   return (v >= hi && hi > lo) ? philox_detail::next_below(hi) : v;
 }
 
 // mean + std * z for a standard normal z.
-MANTISSA_INLINE float normal_affine(float z, float mean, float std) { return fmaf(std, z, mean); }
-MANTISSA_INLINE double normal_affine(double z, double mean, double std) { return fma(std, z, mean); }
+MANTISSA_INLINE float normal_affine(float z, float mean, float std) { return ::fmaf(std, z, mean); }
+MANTISSA_INLINE double normal_affine(double z, double mean, double std) { return ::fma(std, z, mean); }
 
 MANTISSA_INLINE bool uint32_to_bernoulli(uint32_t x, float p) {
   return uint32_to_uniform_float(x) < p;
@@ -185,20 +188,20 @@ MANTISSA_INLINE bool uint32_to_bernoulli(uint32_t x, float p) {
 MANTISSA_INLINE void box_muller_float(uint32_t w0, uint32_t w1, float& z0, float& z1) {
   const float u1 = uint32_to_positive_uniform_float(w0);
   const float u2 = uint32_to_uniform_float(w1);
-  const float r = sqrtf(-2.0f * logf(u1));
+  const float r = ::sqrtf(-2.0f * ::logf(u1));
   const float theta = 6.28318530717958647692f * u2;
-  z0 = r * cosf(theta);
-  z1 = r * sinf(theta);
+  z0 = r * ::cosf(theta);
+  z1 = r * ::sinf(theta);
 }
 
 // Box-Muller in F64 on a whole block: two 53-bit uniforms, radius bounded by ~8.57.
 MANTISSA_INLINE void box_muller_double(const uint32_t w[4], double& z0, double& z1) {
   const double u1 = uint32x2_to_positive_uniform_double(w[0], w[1]);
   const double u2 = uint32x2_to_uniform_double(w[2], w[3]);
-  const double r = sqrt(-2.0 * log(u1));
+  const double r = ::sqrt(-2.0 * ::log(u1));
   const double theta = 6.28318530717958647692 * u2;
-  z0 = r * cos(theta);
-  z1 = r * sin(theta);
+  z0 = r * ::cos(theta);
+  z1 = r * ::sin(theta);
 }
 
 }  // namespace mantissa
