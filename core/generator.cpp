@@ -42,6 +42,13 @@ uint64_t Generator::reserve(uint64_t blocks) {
   return start;
 }
 
+GeneratorState Generator::reserve_state(uint64_t blocks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const GeneratorState start{seed_, offset_};
+  offset_ += blocks;
+  return start;
+}
+
 Generator& default_generator() {
   // Function-local static: constructed on first use, so it is ready during static init of
   // other translation units.

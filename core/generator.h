@@ -33,6 +33,9 @@ class Generator {
   void set_state(const GeneratorState& state);
   // Returns the offset the caller's draw starts at and advances past its `blocks` blocks.
   uint64_t reserve(uint64_t blocks);
+  // reserve() plus the seed in the same lock: a manual_seed from another thread can then never
+  // pair the new seed with an offset reserved under the old one.
+  GeneratorState reserve_state(uint64_t blocks);
 
  private:
   mutable std::mutex mutex_;

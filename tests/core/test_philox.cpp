@@ -469,6 +469,15 @@ TEST(Generator, ReserveReturnsStartAndAdvances) {
   EXPECT_EQ(gen.seed(), 3u);
 }
 
+TEST(Generator, ReserveStateReturnsSeedAndStartTogether) {
+  Generator gen(77);
+  gen.reserve(4);
+  const GeneratorState s = gen.reserve_state(3);
+  EXPECT_EQ(s.seed, 77u);
+  EXPECT_EQ(s.offset, 4u);
+  EXPECT_EQ(gen.offset(), 7u);
+}
+
 TEST(Generator, ManualSeedRewindsAndSetStateRoundTrips) {
   Generator gen(3);
   gen.reserve(10);
