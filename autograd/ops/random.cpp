@@ -20,8 +20,9 @@ void fill_random(const Tensor& t, Dist dist, double a, double b, Generator* gen,
   Generator& g = gen ? *gen : default_generator();
   const int64_t n = t.numel();
   const bool dbl = t.dtype() == DType::F64;
-  const uint64_t offset = g.reserve(philox_blocks_for(n, dbl));
-  const uint64_t seed = g.seed();
+  const GeneratorState st = g.reserve_state(philox_blocks_for(n, dbl));  // seed and offset under one lock
+  const uint64_t offset = st.offset;
+  const uint64_t seed = st.seed;
   Tensor dst = t.is_contiguous() && t.dtype() == (dbl ? DType::F64 : DType::F32)
                    ? t
                    : empty(t.sizes(), dbl ? DType::F64 : DType::F32);
