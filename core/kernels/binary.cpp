@@ -1,0 +1,252 @@
+// CPU kernels of the binary family: arithmetic (tensor-tensor and tensor-scalar), comparisons,
+// where, and the fused backward formulas of div/pow/maximum/minimum. One map() instantiation
+// per (op, dtype), chosen outside the loop, so every inner loop is a plain vectorizable body.
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "core/kernels/elementwise.h"
+#include "core/kernels/elementwise_math.h"
+#include "core/kernels/loops.h"
+
+namespace mantissa::kernels {
+
+namespace {
+
+void check_cpu(const Tensor& out, const char* op) {
+  MANTISSA_CHECK(out.is_cpu(), op, ": the CUDA kernel is not available in this build (tensor on ", out.device(),
+                 ")");
+}
+
+const char* binary_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "add";
+    case BinaryOp::Sub: return "sub";
+    case BinaryOp::Mul: return "mul";
+    case BinaryOp::Div: return "div";
+    case BinaryOp::Pow: return "pow";
+    case BinaryOp::Maximum: return "maximum";
+    case BinaryOp::Minimum: return "minimum";
+  }
+  return "binary";
+}
+
+template <typename T>
+inline constexpr bool kIsInt = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+
+// A double that the caller has checked to be integral, as T with two's complement wrapping
+// (int64 -> narrower integer conversion is modular in C++20).
+template <typename T>
+T scalar_as_int(double s) {
+  return static_cast<T>(static_cast<int64_t>(s));
+}
+
+template <typename T>
+void binary_bool(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  switch (op) {
+    case BinaryOp::Add:
+    case BinaryOp::Maximum: map<bool, bool, bool>(out, [](bool x, bool y) { return x || y; }, a, b); return;
+    case BinaryOp::Mul:
+    case BinaryOp::Minimum: map<bool, bool, bool>(out, [](bool x, bool y) { return x && y; }, a, b); return;
+    default: break;
+  }
+  MANTISSA_ERROR(binary_name(op), ": not supported for Bool tensors");
+}
+
+template <typename T>
+void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
+  using C = compute_t<T>;
+  if constexpr (std::is_same_v<T, bool>) {
+    binary_bool<T>(op, out, a, b);
+  } else if constexpr (kIsInt<T>) {
+    const T al = scalar_as_int<T>(alpha);
+    switch (op) {
+      case BinaryOp::Add:
+        if (alpha == 1.0) map<T, T, T>(out, [](T x, T y) { return math::wrap_add(x, y); }, a, b);
+        else map<T, T, T>(out, [al](T x, T y) { return math::wrap_add(x, math::wrap_mul(al, y)); }, a, b);
+        return;
+      case BinaryOp::Sub:
+        if (alpha == 1.0) map<T, T, T>(out, [](T x, T y) { return math::wrap_sub(x, y); }, a, b);
+        else map<T, T, T>(out, [al](T x, T y) { return math::wrap_sub(x, math::wrap_mul(al, y)); }, a, b);
+        return;
+      case BinaryOp::Mul: map<T, T, T>(out, [](T x, T y) { return math::wrap_mul(x, y); }, a, b); return;
+      case BinaryOp::Pow: map<T, T, T>(out, [](T x, T y) { return math::int_pow(x, y); }, a, b); return;
+      case BinaryOp::Maximum: map<T, T, T>(out, [](T x, T y) { return math::maximum(x, y); }, a, b); return;
+      case BinaryOp::Minimum: map<T, T, T>(out, [](T x, T y) { return math::minimum(x, y); }, a, b); return;
+      case BinaryOp::Div: break;
+    }
+    MANTISSA_ERROR("div: integer division must be promoted to a floating dtype by the caller");
+  } else {
+    const C al = static_cast<C>(alpha);
+    switch (op) {
+      case BinaryOp::Add:
+        if (alpha == 1.0) map<T, T, T>(out, [](C x, C y) { return x + y; }, a, b);
+        else map<T, T, T>(out, [al](C x, C y) { return x + al * y; }, a, b);
+        return;
+      case BinaryOp::Sub:
+        if (alpha == 1.0) map<T, T, T>(out, [](C x, C y) { return x - y; }, a, b);
+        else map<T, T, T>(out, [al](C x, C y) { return x - al * y; }, a, b);
+        return;
+      case BinaryOp::Mul: map<T, T, T>(out, [](C x, C y) { return x * y; }, a, b); return;
+      case BinaryOp::Div: map<T, T, T>(out, [](C x, C y) { return x / y; }, a, b); return;
+      case BinaryOp::Pow: map<T, T, T>(out, [](C x, C y) { return std::pow(x, y); }, a, b); return;
+      case BinaryOp::Maximum: map<T, T, T>(out, [](C x, C y) { return math::maximum(x, y); }, a, b); return;
+      case BinaryOp::Minimum: map<T, T, T>(out, [](C x, C y) { return math::minimum(x, y); }, a, b); return;
+    }
+  }
+}
+
+template <typename T>
+void binary_scalar_typed(BinaryOp op, const Tensor& out, const Tensor& a, double s, bool scalar_first) {
+  using C = compute_t<T>;
+  if constexpr (std::is_same_v<T, bool>) {
+    Tensor sb = full({}, s, TensorOptions(DType::Bool));
+    if (scalar_first) binary_bool<T>(op, out, sb, a);
+    else binary_bool<T>(op, out, a, sb);
+  } else if constexpr (kIsInt<T>) {
+    const T v = scalar_as_int<T>(s);
+    switch (op) {
+      case BinaryOp::Add: map<T, T>(out, [v](T x) { return math::wrap_add(x, v); }, a); return;
+      case BinaryOp::Sub:
+        if (scalar_first) map<T, T>(out, [v](T x) { return math::wrap_sub(v, x); }, a);
+        else map<T, T>(out, [v](T x) { return math::wrap_sub(x, v); }, a);
+        return;
+      case BinaryOp::Mul: map<T, T>(out, [v](T x) { return math::wrap_mul(x, v); }, a); return;
+      case BinaryOp::Pow: {
+        if (scalar_first) {
+          map<T, T>(out, [v](T x) { return math::int_pow(v, x); }, a);
+        } else {
+          const int64_t e = static_cast<int64_t>(s);
+          map<T, T>(out, [e](T x) { return math::int_pow(x, e); }, a);
+        }
+        return;
+      }
+      case BinaryOp::Maximum: map<T, T>(out, [v](T x) { return math::maximum(x, v); }, a); return;
+      case BinaryOp::Minimum: map<T, T>(out, [v](T x) { return math::minimum(x, v); }, a); return;
+      case BinaryOp::Div: break;
+    }
+    MANTISSA_ERROR("div: integer division must be promoted to a floating dtype by the caller");
+  } else {
+    const C v = static_cast<C>(s);
+    switch (op) {
+      case BinaryOp::Add: map<T, T>(out, [v](C x) { return x + v; }, a); return;
+      case BinaryOp::Sub:
+        if (scalar_first) map<T, T>(out, [v](C x) { return v - x; }, a);
+        else map<T, T>(out, [v](C x) { return x - v; }, a);
+        return;
+      case BinaryOp::Mul: map<T, T>(out, [v](C x) { return x * v; }, a); return;
+      case BinaryOp::Div:
+        if (scalar_first) map<T, T>(out, [v](C x) { return v / x; }, a);
+        else map<T, T>(out, [v](C x) { return x / v; }, a);
+        return;
+      case BinaryOp::Pow:
+        if (scalar_first) map<T, T>(out, [v](C x) { return std::pow(v, x); }, a);
+        else map<T, T>(out, [v](C x) { return std::pow(x, v); }, a);
+        return;
+      case BinaryOp::Maximum: map<T, T>(out, [v](C x) { return math::maximum(x, v); }, a); return;
+      case BinaryOp::Minimum: map<T, T>(out, [v](C x) { return math::minimum(x, v); }, a); return;
+    }
+  }
+}
+
+// Calls run(cmp) with the comparison functor of op on type C.
+template <typename C, typename Run>
+void compare_with(CompareOp op, const Run& run) {
+  switch (op) {
+    case CompareOp::Eq: run([](C x, C y) { return x == y; }); return;
+    case CompareOp::Ne: run([](C x, C y) { return x != y; }); return;
+    case CompareOp::Lt: run([](C x, C y) { return x < y; }); return;
+    case CompareOp::Le: run([](C x, C y) { return x <= y; }); return;
+    case CompareOp::Gt: run([](C x, C y) { return x > y; }); return;
+    case CompareOp::Ge: run([](C x, C y) { return x >= y; }); return;
+  }
+}
+
+// Compares every element of a (converted to W) against s.
+template <typename T, typename W>
+void compare_scalar_in(CompareOp op, const Tensor& out, const Tensor& a, W s) {
+  compare_with<W>(op, [&](auto cmp) {
+    map<bool, T>(out, [cmp, s](compute_t<T> x) { return cmp(static_cast<W>(x), s); }, a);
+  });
+}
+
+}  // namespace
+
+void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
+  check_cpu(out, binary_name(op));
+  visit_dtype<kAllTypes>(out.dtype(), binary_name(op),
+                         [&]<typename T>() { binary_typed<T>(op, out, a, b, alpha); });
+}
+
+void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& a, double s, bool scalar_first) {
+  check_cpu(out, binary_name(op));
+  visit_dtype<kAllTypes>(out.dtype(), binary_name(op),
+                         [&]<typename T>() { binary_scalar_typed<T>(op, out, a, s, scalar_first); });
+}
+
+void compare(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  check_cpu(out, "compare");
+  visit_dtype<kAllTypes>(a.dtype(), "compare", [&]<typename T>() {
+    using C = compute_t<T>;
+    compare_with<C>(op, [&](auto cmp) { map<bool, T, T>(out, cmp, a, b); });
+  });
+}
+
+void compare_scalar(CompareOp op, const Tensor& out, const Tensor& a, double s) {
+  check_cpu(out, "compare");
+  visit_dtype<kAllTypes>(a.dtype(), "compare", [&]<typename T>() {
+    using C = compute_t<T>;
+    if constexpr (std::is_floating_point_v<C>) {
+      // PyTorch casts the wrapped scalar to the tensor's dtype before comparing.
+      const C v = static_cast<C>(T(s));
+      compare_scalar_in<T, C>(op, out, a, v);
+    } else {
+      // Integers compare exactly: in int64 against an integral s, else in double.
+      const bool integral = std::isfinite(s) && s == std::trunc(s) && std::fabs(s) < 9.2e18;
+      if (integral) compare_scalar_in<T, int64_t>(op, out, a, static_cast<int64_t>(s));
+      else compare_scalar_in<T, double>(op, out, a, s);
+    }
+  });
+}
+
+void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_cpu(out, "where");
+  visit_dtype<kAllTypes>(out.dtype(), "where", [&]<typename T>() {
+    map<T, bool, T, T>(out, [](bool c, compute_t<T> x, compute_t<T> y) { return c ? x : y; }, cond, a, b);
+  });
+}
+
+void binary_backward(BinaryGradOp op, const Tensor& out, const Tensor& g, const Tensor& a, const Tensor& b) {
+  check_cpu(out, "binary backward");
+  visit_dtype<kFloatTypes>(out.dtype(), "binary backward", [&]<typename T>() {
+    using C = compute_t<T>;
+    auto run = [&](auto f) { map<T, T, T, T>(out, f, g, a, b); };
+    switch (op) {
+      case BinaryGradOp::DivOther:
+        // (a / b) / b instead of a / b^2: b^2 overflows long before the gradient does.
+        run([](C gv, C x, C y) { return -(gv * (x / y)) / y; });
+        return;
+      case BinaryGradOp::PowSelf:
+        run([](C gv, C x, C y) { return y == C(0) ? C(0) : gv * y * std::pow(x, y - C(1)); });
+        return;
+      case BinaryGradOp::PowExponent:
+        // 0^b with b >= 0 has a finite limit; PyTorch masks the 0 * log(0) = NaN there.
+        run([](C gv, C x, C y) { return (x == C(0) && y >= C(0)) ? C(0) : gv * std::pow(x, y) * std::log(x); });
+        return;
+      case BinaryGradOp::MaximumSelf:
+        run([](C gv, C x, C y) { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        return;
+      case BinaryGradOp::MaximumOther:
+        run([](C gv, C x, C y) { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        return;
+      case BinaryGradOp::MinimumSelf:
+        run([](C gv, C x, C y) { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        return;
+      case BinaryGradOp::MinimumOther:
+        run([](C gv, C x, C y) { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        return;
+    }
+  });
+}
+
+}  // namespace mantissa::kernels
