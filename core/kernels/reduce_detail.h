@@ -1,0 +1,54 @@
+// Inner-loop helpers shared by the reduction, softmax and loss kernels (CPU only, not part of
+// the public kernel API): accumulate types, widening 16-bit runs to float, and lane sums.
+#pragma once
+
+#include <type_traits>
+
+#include "core/dtype.h"
+#include "core/kernels/convert.h"
+
+namespace mantissa::kernels::detail {
+
+// F32 for F16/BF16/F32, F64 for F64, int64 for integers and Bool (dtype.def's column).
+template <typename T>
+using acc_t = typename DTypeTraits<dtype_of<T>>::acc_type;
+
+template <typename T>
+inline constexpr bool kIs16 = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+
+// n contiguous values in their compute type: 16-bit values are widened into buf with the
+// vectorized converters; other types are returned in place.
+template <typename T>
+const compute_t<T>* widen(const T* p, int64_t n, compute_t<T>* buf) {
+  if constexpr (std::is_same_v<T, Half>) {
+    convert_f16_to_f32(p, buf, n);
+    return buf;
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    convert_bf16_to_f32(p, buf, n);
+    return buf;
+  } else {
+    (void)n;
+    (void)buf;
+    return p;
+  }
+}
+
+// Sum of f(q[i]) for i < n with interleaved lane accumulators (32 for 4-byte Acc, else 16),
+// combined as a binary tree: several independent vector registers, so the loop vectorizes
+// and is not bound by the latency of one add chain.
+template <typename Acc, typename C, typename F>
+Acc lane_sum(const C* q, int64_t n, const F& f) {
+  constexpr int L = sizeof(Acc) == 4 ? 32 : 16;
+  alignas(64) Acc a[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+#pragma omp simd
+    for (int j = 0; j < L; ++j) a[j] += static_cast<Acc>(f(q[i + j]));
+  }
+  for (int j = 0; i < n; ++i, ++j) a[j] += static_cast<Acc>(f(q[i]));
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) a[j] += a[j + w];
+  return a[0];
+}
+
+}  // namespace mantissa::kernels::detail
