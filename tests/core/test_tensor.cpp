@@ -2,6 +2,8 @@
 // conversions, item(), printing, and the version counter.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "autograd/ops.h"
 #include "core/generator.h"
 #include "core/kernels/device_memory.h"
