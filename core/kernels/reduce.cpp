@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <utility>
 
 #include "core/kernels/copy.h"
@@ -176,7 +177,8 @@ struct ExtremeReducer {
 #pragma omp simd
       for (int j = 0; j < L; ++j) a[j] = pick<C, IsMax>(a[j], q[i + j]);
     }
-    for (int j = 0; i < n; ++i, ++j) a[j] = pick<C, IsMax>(a[j], q[i]);
+    const int64_t rem = n - i;  // < L
+    for (int j = 0; j < L && j < rem; ++j) a[j] = pick<C, IsMax>(a[j], q[i + j]);
     for (int w = L / 2; w >= 1; w /= 2)
       for (int j = 0; j < w; ++j) a[j] = pick<C, IsMax>(a[j], a[j + w]);
     return a[0];
@@ -214,10 +216,13 @@ auto region_reduce(const R& r, const Plan& p, int64_t base, Walker& rw, bool par
     }
     return acc;
   }
-  std::vector<Acc> part;
+  // Not std::vector: for Bool (max/min) that is a bitset, and threads would race on its words.
+  std::unique_ptr<Acc[]> part;
+  int64_t parts = 0;
   if (nd == 1) {
     const int64_t nb = (n + kReduceBlock - 1) / kReduceBlock;
-    part.resize(nb);
+    parts = nb;
+    part.reset(new Acc[nb]);
     parallel_for(nb, std::max<int64_t>(1, kParallelGrain / kReduceBlock), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         part[i] = r.block(base + i * kReduceBlock * s, std::min(kReduceBlock, n - i * kReduceBlock), s);
@@ -225,7 +230,8 @@ auto region_reduce(const R& r, const Plan& p, int64_t base, Walker& rw, bool par
   } else {
     const int64_t kc = std::max<int64_t>(1, 4 * kReduceBlock / n);  // runs per piece
     const int64_t pieces = (outer + kc - 1) / kc;
-    part.resize(pieces);
+    parts = pieces;
+    part.reset(new Acc[pieces]);
     parallel_for(pieces, std::max<int64_t>(1, kParallelGrain / (kc * n)), [&](int64_t b, int64_t e) {
       Walker w(p.red_outer_sizes, p.red_outer_strides);
       for (int64_t c = b; c < e; ++c) {
@@ -240,7 +246,7 @@ auto region_reduce(const R& r, const Plan& p, int64_t base, Walker& rw, bool par
       }
     });
   }
-  return pairwise<Acc>(0, static_cast<int64_t>(part.size()), [&](int64_t i) { return part[i]; }, R::combine);
+  return pairwise<Acc>(0, parts, [&](int64_t i) { return part[i]; }, R::combine);
 }
 
 // Calls fn(o, base, rw, parallel) for every output o (n_red >= 1): in parallel over outputs,

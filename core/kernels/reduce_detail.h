@@ -45,7 +45,8 @@ Acc lane_sum(const C* q, int64_t n, const F& f) {
 #pragma omp simd
     for (int j = 0; j < L; ++j) a[j] += static_cast<Acc>(f(q[i + j]));
   }
-  for (int j = 0; i < n; ++i, ++j) a[j] += static_cast<Acc>(f(q[i]));
+  const int64_t rem = n - i;  // < L
+  for (int j = 0; j < L && j < rem; ++j) a[j] += static_cast<Acc>(f(q[i + j]));
   for (int w = L / 2; w >= 1; w /= 2)
     for (int j = 0; j < w; ++j) a[j] += a[j + w];
   return a[0];

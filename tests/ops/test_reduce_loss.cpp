@@ -319,6 +319,16 @@ TEST(MaxMin, IntegerInputs) {
   EXPECT_EQ(max(x).item<int64_t>(), 9);
   EXPECT_EQ(min(x).item<int64_t>(), -2);
   EXPECT_EQ(std::get<1>(max(x, 0)).item<int64_t>(), 2);
+  // Long inputs take the split (multi-threaded) path, Bool included.
+  std::vector<uint8_t> bits(200000, 0);
+  bits[123456] = 1;
+  Tensor b = from_vector(bits, {200000}).to(DType::Bool);
+  EXPECT_TRUE(max(b).item<bool>());
+  EXPECT_FALSE(min(b).item<bool>());
+  std::vector<double> v(200000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>((i * 7919) % 200000);
+  EXPECT_EQ(max(from_vector(v, {200000}).to(DType::F32)).item_double(), 199999.0);
+  EXPECT_EQ(min(from_vector(v, {200000}).to(DType::BF16)).item_double(), 0.0);
 }
 
 // ---- errors --------------------------------------------------------------------------------
