@@ -1,0 +1,18 @@
+// nn::Sequential: indexed access and the chained forward.
+#include "nn/container.h"
+
+namespace mantissa::nn {
+
+const ModulePtr& Sequential::operator[](size_t index) const {
+  MANTISSA_CHECK(index < size(), "Sequential: index ", index, " is out of range for a Sequential of ", size(),
+                 " modules");
+  return children_ref()[index].second;
+}
+
+Tensor Sequential::forward(const Tensor& input) {
+  Tensor x = input;
+  for (const auto& child : children_ref()) x = child.second->forward(x);
+  return x;
+}
+
+}  // namespace mantissa::nn

@@ -1,0 +1,42 @@
+// nn::Conv2d over NCHW input with stride, padding, dilation, groups and optional bias.
+// Default init is PyTorch's: weight and bias uniform in +-1/sqrt(fan_in), fan_in = C_in/groups * kh * kw.
+#pragma once
+
+#include "nn/module.h"
+#include "nn/options.h"
+
+namespace mantissa::nn {
+
+struct Conv2dOptions {
+  Conv2dOptions(int64_t in_channels, int64_t out_channels, ExpandingArray<2> kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  MANTISSA_ARG(int64_t, in_channels);
+  MANTISSA_ARG(int64_t, out_channels);
+  MANTISSA_ARG(ExpandingArray<2>, kernel_size);
+  MANTISSA_ARG(ExpandingArray<2>, stride) = 1;
+  MANTISSA_ARG(ExpandingArray<2>, padding) = 0;
+  MANTISSA_ARG(ExpandingArray<2>, dilation) = 1;
+  MANTISSA_ARG(int64_t, groups) = 1;
+  MANTISSA_ARG(bool, bias) = true;
+};
+
+class Conv2d : public Module {
+ public:
+  explicit Conv2d(const Conv2dOptions& options);
+  Conv2d(int64_t in_channels, int64_t out_channels, ExpandingArray<2> kernel_size)
+      : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size)) {}
+
+  void reset_parameters();
+  // [N, C_in, H, W] -> [N, C_out, H_out, W_out].
+  Tensor forward(const Tensor& input) override;
+  std::string extra_repr() const override;
+
+  Conv2dOptions options;
+  Tensor weight;  // [C_out, C_in / groups, kh, kw]
+  Tensor bias;    // [C_out], undefined without bias
+
+ private:
+  mantissa::Conv2dOptions op_options_;  // built once: forward allocates nothing for its options
+};
+
+}  // namespace mantissa::nn
