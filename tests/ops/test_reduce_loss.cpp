@@ -73,6 +73,15 @@ TEST(CrossEntropy, MatchesTorchWithTrailingDims) {
   EXPECT_NEAR(cross_entropy(x, t, Reduction::Mean, 2, 0.2).item_double(), 0.9855850483755435, 1e-12);
 }
 
+TEST(CrossEntropy, UnbatchedLogitsTakeAZeroDimTarget) {
+  Tensor x = golden_logits().select(0, 0);  // [4]
+  Tensor t = scalar_tensor(3, DType::I64);
+  // from torch 1.13 (first row of the golden test)
+  EXPECT_NEAR(cross_entropy(x, t, Reduction::Mean, -1, 0.1).item_double(), 0.742054594706181, 1e-12);
+  EXPECT_EQ(cross_entropy(x, t, Reduction::None).dim(), 0);
+  EXPECT_NEAR(nll_loss(x, t).item_double(), -2.0, 0);
+}
+
 TEST(CrossEntropy, AllIgnoredMeanIsNan) {
   Tensor x = from_vector(std::vector<float>{0.f, 1.f}, {1, 2});
   Tensor t = from_vector(std::vector<int64_t>{-100}, {1});
@@ -241,6 +250,8 @@ TEST(Sum, KernelPathsMatchPlainLoops) {
   check(make({5, 7, 33}, 4), {0, 2});                          // two reduced dims around a kept one
   check(make({7, 5, 33}, 5).permute({2, 0, 1}), {});           // full reduction of a permuted tensor
   check(make({200, 700}, 6).slice(1, 0, 700, 3), {});          // strided full reduction
+  check(make({1, 40}, 12).expand({50, 40}), {0});              // broadcast (stride 0) input, as sum_to sees
+  check(make({3, 1}, 13).expand({3, 20}), {1});
   check(make({3, 70000}, 7).to(DType::F16), {1});              // 16-bit rows
   check(make({70000, 17}, 8).to(DType::BF16), {0});            // 16-bit columns
   const int saved = omp_get_max_threads();
