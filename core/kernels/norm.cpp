@@ -26,29 +26,51 @@ A* mutable_or_null(const Tensor& t) {
 // Grain (in channels or rows) so each thread gets about kParallelGrain elements.
 int64_t grain_for(int64_t per_item) { return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, per_item)); }
 
-// Channel sums over [n, c, s] for channels [cb, ce): sum of f(i, ch, j) into out[ch - cb] (double).
-// For s == 1 ([N, C] input) rows are walked whole so the reads stay contiguous.
-template <typename A, typename F>
-void channel_sums(BatchNormShape shp, int64_t cb, int64_t ce, double* out, const F& f) {
+// Row reductions over raw pointers: __restrict and a plain simd reduction so each one
+// vectorizes for every dtype.
+template <typename T, typename A = compute_t<T>>
+A sum_row(const T* __restrict x, int64_t s) {
+  A acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < s; ++j) acc += load(x[j]);
+  return acc;
+}
+template <typename T, typename A = compute_t<T>>
+A sum_sq_dev_row(const T* __restrict x, int64_t s, A m) {
+  A acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < s; ++j) {
+    A d = load(x[j]) - m;
+    acc += d * d;
+  }
+  return acc;
+}
+template <typename T, typename A = compute_t<T>>
+A sum_prod_dev_row(const T* __restrict g, const T* __restrict x, int64_t s, A m) {
+  A acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < s; ++j) acc += load(g[j]) * (load(x[j]) - m);
+  return acc;
+}
+
+// Channel sums over [n, c, s] for channels [cb, ce) into out[ch - cb] (double). For s == 1
+// ([N, C] input) rows are walked whole with elem(flat index, channel) so reads stay contiguous;
+// otherwise row(offset of a length-s run, channel) reduces each run.
+template <typename Elem, typename Row>
+void channel_sums(BatchNormShape shp, int64_t cb, int64_t ce, double* out, const Elem& elem, const Row& row) {
   const int64_t w = ce - cb;
-  for (int64_t k = 0; k < w; ++k) out[k] = 0.0;
   if (shp.s == 1) {
+    for (int64_t k = 0; k < w; ++k) out[k] = 0.0;
     for (int64_t i = 0; i < shp.n; ++i) {
       const int64_t base = i * shp.c;
 #pragma omp simd
-      for (int64_t k = 0; k < w; ++k) out[k] += static_cast<double>(f(base + cb + k, cb + k));
+      for (int64_t k = 0; k < w; ++k) out[k] += static_cast<double>(elem(base + cb + k, cb + k));
     }
     return;
   }
   for (int64_t ch = cb; ch < ce; ++ch) {
     double total = 0.0;
-    for (int64_t i = 0; i < shp.n; ++i) {
-      const int64_t base = (i * shp.c + ch) * shp.s;
-      A acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < shp.s; ++j) acc += f(base + j, ch);
-      total += static_cast<double>(acc);
-    }
+    for (int64_t i = 0; i < shp.n; ++i) total += static_cast<double>(row((i * shp.c + ch) * shp.s, ch));
     out[ch - cb] = total;
   }
 }
@@ -84,14 +106,19 @@ void stats_impl(const Tensor& x, BatchNormShape shp, double eps, const Tensor& m
   const double count = static_cast<double>(shp.n * shp.s);
   parallel_for(shp.c, grain_for(shp.n * shp.s), [&](int64_t cb, int64_t ce) {
     std::vector<double> sums(ce - cb);
-    channel_sums<A>(shp, cb, ce, sums.data(), [&](int64_t idx, int64_t) { return load(xp[idx]); });
+    channel_sums(
+        shp, cb, ce, sums.data(), [&](int64_t idx, int64_t) { return load(xp[idx]); },
+        [&](int64_t off, int64_t) { return sum_row(xp + off, shp.s); });
     std::vector<A> m(ce - cb);
     for (int64_t k = 0; k < ce - cb; ++k) m[k] = static_cast<A>(sums[k] / count);
     // Second pass over centred values: no cancellation for large means.
-    channel_sums<A>(shp, cb, ce, sums.data(), [&](int64_t idx, int64_t ch) {
-      A d = load(xp[idx]) - m[ch - cb];
-      return d * d;
-    });
+    channel_sums(
+        shp, cb, ce, sums.data(),
+        [&](int64_t idx, int64_t ch) {
+          A d = load(xp[idx]) - m[ch - cb];
+          return d * d;
+        },
+        [&](int64_t off, int64_t ch) { return sum_sq_dev_row(xp + off, shp.s, m[ch - cb]); });
     for (int64_t k = 0; k < ce - cb; ++k) {
       double v = sums[k] / count;
       mp[cb + k] = m[k];
@@ -212,9 +239,13 @@ void batch_norm_backward(const Tensor& g, const Tensor& x, BatchNormShape shp, c
       const int64_t w = ce - cb;
       std::vector<double> sum_g(w, 0.0), sum_gd(w, 0.0);
       if (need_sums) {
-        channel_sums<A>(shp, cb, ce, sum_g.data(), [&](int64_t idx, int64_t) { return load(gp[idx]); });
-        channel_sums<A>(shp, cb, ce, sum_gd.data(),
-                        [&](int64_t idx, int64_t ch) { return load(gp[idx]) * (load(xp[idx]) - mp[ch]); });
+        channel_sums(
+            shp, cb, ce, sum_g.data(), [&](int64_t idx, int64_t) { return load(gp[idx]); },
+            [&](int64_t off, int64_t) { return sum_row(gp + off, shp.s); });
+        channel_sums(
+            shp, cb, ce, sum_gd.data(),
+            [&](int64_t idx, int64_t ch) { return load(gp[idx]) * (load(xp[idx]) - mp[ch]); },
+            [&](int64_t off, int64_t ch) { return sum_prod_dev_row(gp + off, xp + off, shp.s, mp[ch]); });
       }
       for (int64_t k = 0; k < w; ++k) {
         if (dbp) dbp[cb + k] = static_cast<A>(sum_g[k]);
