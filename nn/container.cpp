@@ -1,4 +1,4 @@
-// nn::Sequential: indexed access and the chained forward.
+// nn::Sequential: indexed access and the chained forward; nn::Functional.
 #include "nn/container.h"
 
 namespace mantissa::nn {
@@ -13,6 +13,10 @@ Tensor Sequential::forward(const Tensor& input) {
   Tensor x = input;
   for (const auto& child : children_ref()) x = child.second->forward(x);
   return x;
+}
+
+Functional::Functional(std::function<Tensor(const Tensor&)> fn) : fn_(std::move(fn)) {
+  MANTISSA_CHECK(fn_ != nullptr, "Functional: the function is empty");
 }
 
 }  // namespace mantissa::nn

@@ -1,7 +1,9 @@
 // nn::Sequential: children named "0", "1", ... in insertion order (PyTorch's dotted names
-// "0.weight"), forward chaining each child's forward(Tensor).
+// "0.weight"), forward chaining each child's forward(Tensor); nn::Functional wraps a function
+// (e.g. an op) as a parameterless module so it can sit in a Sequential, as in libtorch.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "nn/module.h"
@@ -45,6 +47,15 @@ class Sequential : public Module {
 
   // Each child's output feeds the next; an empty Sequential returns its input.
   Tensor forward(const Tensor& input) override;
+};
+
+class Functional : public Module {
+ public:
+  explicit Functional(std::function<Tensor(const Tensor&)> fn);
+  Tensor forward(const Tensor& input) override { return fn_(input); }
+
+ private:
+  std::function<Tensor(const Tensor&)> fn_;
 };
 
 }  // namespace mantissa::nn

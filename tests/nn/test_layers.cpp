@@ -358,6 +358,11 @@ TEST(Layers, SequentialAccessAndChaining) {
 
   nn::Sequential from_list(std::vector<nn::ModulePtr>{std::make_shared<nn::ReLU>(), std::make_shared<nn::Sigmoid>()});
   EXPECT_EQ(from_list.size(), 2u);
+
+  nn::Sequential with_fn(std::make_shared<nn::Functional>([](const Tensor& t) { return mul(t, 2.0); }),
+                         std::make_shared<nn::Functional>(static_cast<Tensor (*)(const Tensor&)>(&relu)));
+  EXPECT_EQ(to_vector<float>(with_fn(x)), to_vector<float>(relu(mul(x, 2.0))));
+  EXPECT_EQ(with_fn.repr(), "Sequential(\n  (0): Functional()\n  (1): Functional()\n)");
 }
 
 TEST(Layers, BasicBlockShortcut) {
