@@ -15,11 +15,30 @@
 
 namespace mantissa::kernels {
 
+namespace detail {
+
+namespace {
+// The same source as lane_sum, compiled for 512-bit vectors (inlined into this clone).
+__attribute__((target("avx512f,avx512vl,prefer-vector-width=512"))) float lane_sum_f32_avx512(const float* q,
+                                                                                                 int64_t n) {
+  return lane_sum<float>(q, n, Plain<float>{});
+}
+}  // namespace
+
+float lane_sum_f32(const float* q, int64_t n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  return avx512 ? lane_sum_f32_avx512(q, n) : lane_sum<float>(q, n, Plain<float>{});
+}
+
+}  // namespace detail
+
 namespace {
 
 using detail::acc_t;
 using detail::kIs16;
 using detail::lane_sum;
+using detail::lane_sum_f32;
+using detail::Plain;
 using detail::widen;
 
 // Integer sums wrap like PyTorch's; unsigned arithmetic makes the wrap defined behaviour.
@@ -133,7 +152,12 @@ struct SumReducer {
       return a;
     }
     alignas(64) C buf[kIs16<T> ? kReduceBlock : 1];
-    return lane_sum<Acc>(widen(p, n, buf), n, f);
+    const C* q = widen(p, n, buf);
+    if constexpr (std::is_same_v<C, float> && std::is_same_v<F, Plain<float>>) {
+      return lane_sum_f32(q, n);
+    } else {
+      return lane_sum<Acc>(q, n, f);
+    }
   }
 };
 
@@ -343,7 +367,6 @@ void check_out(const Tensor& out, const Tensor& x, const std::vector<bool>& redu
 template <typename T, bool IsMean>
 void sum_impl(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce) {
   using Acc = sum_acc_t<T>;
-  using C = compute_t<T>;
   const Plan p = make_plan(x, reduce);
   const T* xp = x.data<T>();
   visit_out<T>(out.dtype(), [&]<typename O>() {
@@ -360,8 +383,7 @@ void sum_impl(const Tensor& out, const Tensor& x, const std::vector<bool>& reduc
       return;
     }
     if (column_sum<T, O>(p, xp, op, finish)) return;
-    auto id = [](C v) { return static_cast<Acc>(v); };
-    SumReducer<T, Acc, decltype(id)> r{xp, id};
+    SumReducer<T, Acc, Plain<Acc>> r{xp, {}};
     for_each_output(p, [&](int64_t o, int64_t base, Walker& rw, bool par) {
       op[o] = store<O>(finish(region_reduce(r, p, base, rw, par)));
     });
@@ -382,8 +404,7 @@ void var_impl(const Tensor& out, const Tensor& x, const std::vector<bool>& reduc
       for (int64_t o = 0; o < p.n_out; ++o) op[o] = store<O>(std::numeric_limits<Acc>::quiet_NaN());
       return;
     }
-    auto id = [](C v) { return static_cast<Acc>(v); };
-    SumReducer<T, Acc, decltype(id)> r1{xp, id};
+    SumReducer<T, Acc, Plain<Acc>> r1{xp, {}};
     for_each_output(p, [&](int64_t o, int64_t base, Walker& rw, bool par) {
       const Acc m = region_reduce(r1, p, base, rw, par) / count;
       auto sq = [m](C v) {
