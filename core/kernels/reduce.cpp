@@ -220,57 +220,48 @@ auto run_reduce(const R& r, int64_t off, int64_t n, int64_t s) {
       R::combine);
 }
 
-// The whole reduced region of one output at input offset `base` (n_red >= 1). With
-// `parallel`, the region is cut into fixed-size pieces reduced on all threads and combined
-// pairwise (the cut depends on the shape only).
+// The whole reduced region of one output at input offset `base` (n_red >= 1): runs along the
+// innermost reduced dim are grouped into pieces of about 4 blocks, each piece adds its runs in
+// order, and pieces are combined pairwise. With `parallel` the blocks (one run) or pieces are
+// reduced on all threads; the tree is the same, so the result does not depend on it.
 template <typename R>
 auto region_reduce(const R& r, const Plan& p, int64_t base, Walker& rw, bool parallel) {
   using Acc = decltype(r.block(0, 0, 1));
   const size_t nd = p.red_sizes.size();
   if (nd == 0) return r.block(base, 1, 1);
   const int64_t n = p.red_sizes.back(), s = p.red_strides.back();
-  const int64_t outer = p.n_red / n;
-  if (!parallel) {
-    if (nd == 1) return run_reduce(r, base, n, s);
-    rw.seek(0);
-    Acc acc = run_reduce(r, base, n, s);
-    for (int64_t k = 1; k < outer; ++k) {
-      rw.next();
-      acc = R::combine(acc, run_reduce(r, base + rw.offset(), n, s));
-    }
-    return acc;
-  }
-  // Not std::vector: for Bool (max/min) that is a bitset, and threads would race on its words.
-  std::unique_ptr<Acc[]> part;
-  int64_t parts = 0;
+  auto combine_all = [](int64_t count, const auto& leaf) { return pairwise<Acc>(0, count, leaf, R::combine); };
   if (nd == 1) {
+    if (!parallel) return run_reduce(r, base, n, s);
     const int64_t nb = (n + kReduceBlock - 1) / kReduceBlock;
-    parts = nb;
-    part.reset(new Acc[nb]);
+    // Not std::vector: for Bool (max/min) that is a bitset, and threads would race on its words.
+    std::unique_ptr<Acc[]> part(new Acc[nb]);
     parallel_for(nb, std::max<int64_t>(1, kParallelGrain / kReduceBlock), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         part[i] = r.block(base + i * kReduceBlock * s, std::min(kReduceBlock, n - i * kReduceBlock), s);
     });
-  } else {
-    const int64_t kc = std::max<int64_t>(1, 4 * kReduceBlock / n);  // runs per piece
-    const int64_t pieces = (outer + kc - 1) / kc;
-    parts = pieces;
-    part.reset(new Acc[pieces]);
-    parallel_for(pieces, std::max<int64_t>(1, kParallelGrain / (kc * n)), [&](int64_t b, int64_t e) {
-      Walker w(p.red_outer_sizes, p.red_outer_strides);
-      for (int64_t c = b; c < e; ++c) {
-        const int64_t k0 = c * kc, k1 = std::min(outer, k0 + kc);
-        w.seek(k0);
-        Acc acc = run_reduce(r, base + w.offset(), n, s);
-        for (int64_t k = k0 + 1; k < k1; ++k) {
-          w.next();
-          acc = R::combine(acc, run_reduce(r, base + w.offset(), n, s));
-        }
-        part[c] = acc;
-      }
-    });
+    return combine_all(nb, [&](int64_t i) { return part[i]; });
   }
-  return pairwise<Acc>(0, parts, [&](int64_t i) { return part[i]; }, R::combine);
+  const int64_t outer = p.n_red / n;
+  const int64_t kc = std::max<int64_t>(1, 4 * kReduceBlock / n);  // runs per piece
+  const int64_t pieces = (outer + kc - 1) / kc;
+  auto piece = [&](int64_t c, Walker& w) {
+    const int64_t k0 = c * kc, k1 = std::min(outer, k0 + kc);
+    w.seek(k0);
+    Acc acc = run_reduce(r, base + w.offset(), n, s);
+    for (int64_t k = k0 + 1; k < k1; ++k) {
+      w.next();
+      acc = R::combine(acc, run_reduce(r, base + w.offset(), n, s));
+    }
+    return acc;
+  };
+  if (!parallel) return combine_all(pieces, [&](int64_t c) { return piece(c, rw); });
+  std::unique_ptr<Acc[]> part(new Acc[pieces]);
+  parallel_for(pieces, std::max<int64_t>(1, kParallelGrain / (kc * n)), [&](int64_t b, int64_t e) {
+    Walker w(p.red_outer_sizes, p.red_outer_strides);
+    for (int64_t c = b; c < e; ++c) part[c] = piece(c, w);
+  });
+  return combine_all(pieces, [&](int64_t i) { return part[i]; });
 }
 
 // Calls fn(o, base, rw, parallel) for every output o (n_red >= 1): in parallel over outputs,

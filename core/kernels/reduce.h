@@ -10,12 +10,12 @@
 namespace mantissa::kernels {
 
 // Accumulation order, the same for every reduction that adds: a contiguous run is cut into
-// 4096-element blocks; each block is summed into 32 (F32) or 16 (F64/int64) interleaved lane
+// 4096-element blocks; each block is summed into 64 (F32) or 32 (F64/int64) interleaved lane
 // accumulators that are then combined as a binary tree; block sums are combined pairwise. The
 // tree depends only on the length, never on the thread count, so results are reproducible.
-// A strided run is cut into the same blocks, each added in order. The runs of one output are
-// combined in order, except when there are fewer outputs than threads and each is long: then
-// the region is cut into fixed-size pieces (by shape, not thread count) combined pairwise.
+// A strided run is cut into the same blocks, each added in order. When an output reduces
+// several runs (more than one reduced dim after coalescing), runs are grouped into pieces of
+// about 4 blocks, added in order within a piece, and pieces are combined pairwise.
 // Reducing the outer dims of a tensor whose innermost dim is kept ("column" sums) adds rows in
 // order into per-column accumulators, flushed into a second accumulator every 256 rows.
 inline constexpr int64_t kReduceBlock = 4096;

@@ -262,6 +262,27 @@ TEST(Sum, KernelPathsMatchPlainLoops) {
   omp_set_num_threads(saved);
 }
 
+TEST(Sum, ResultsDoNotDependOnThreadCount) {
+  auto make = [](Shape s, uint64_t seed) { return from_vector(normal_values(shape_numel(s), seed), s).to(DType::F32); };
+  const std::vector<std::pair<Tensor, Shape>> cases = {
+      {make({1 << 18}, 1), {}},                   // one long run
+      {make({2, 3, 40000}, 2), {1, 2}},           // few outputs, contiguous region
+      {make({3, 40000}, 3).t(), {0}},             // few outputs, strided runs
+      {make({5, 300, 70}, 4), {0, 2}},            // several runs per output
+      {make({200, 300}, 5).slice(1, 0, 300, 2), {}},
+  };
+  const int saved = omp_get_max_threads();
+  for (const auto& [x, dims] : cases) {
+    omp_set_num_threads(1);
+    std::vector<float> one = to_vector<float>(sum(x, dims));
+    std::vector<float> var1 = to_vector<float>(var(x, dims));
+    omp_set_num_threads(4);
+    EXPECT_EQ(to_vector<float>(sum(x, dims)), one) << shape_str(x.sizes());
+    EXPECT_EQ(to_vector<float>(var(x, dims)), var1) << shape_str(x.sizes());
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST(Var, MatchesPlainLoopsAndCorrectionEdgeCases) {
   Tensor x = from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2});
   EXPECT_DOUBLE_EQ(var(x, {}).item_double(), 5.0 / 3.0);
