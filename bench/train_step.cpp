@@ -1,0 +1,155 @@
+// Training-step benchmark: one full step (zero_grad, forward, cross-entropy, backward, optimizer
+// step) of the MNIST example's networks on a fixed random batch of MNIST shape, timed after a
+// warm-up. Prints one JSON object: ms per step (best and median of repeats), images/s, peak RSS
+// and heap allocations (operator new) per warmed-up step.
+// Peer: bench/peers/torch_train_step.py runs the identical step in PyTorch.
+//   train_step --model mlp|cnn --batch-size 64 --optimizer adam --threads 2 --steps 50 --warmup 10
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/generator.h"
+#include "core/kernels/device_memory.h"
+#include "examples/common/mnist_nets.h"
+#include "optim/optim.h"
+
+using namespace mantissa;
+
+// Counts C++ heap allocations so the JSON can show what a warmed-up step still allocates
+// (tensor storage comes from aligned_alloc and is not counted; node and handle objects are).
+static std::atomic<int64_t> g_news{0};
+void* operator new(size_t n) {
+  g_news.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace {
+
+struct Args {
+  std::string model = "mlp";
+  std::string optimizer = "adam";
+  std::string device = "cpu";
+  int64_t batch_size = 64;
+  int64_t steps = 50;
+  int64_t warmup = 10;
+  int64_t repeats = 5;
+  int threads = 2;
+  bool set_to_none = true;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr,
+               "train_step: %s\nusage: train_step [--model mlp|cnn] [--batch-size N] [--optimizer adam|adamw|sgd] "
+               "[--device cpu|cuda] [--threads N] [--steps N] [--warmup N] [--repeats N] [--zero-grad none|zero]\n",
+               msg.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) usage_error(k + " needs a value");
+    const std::string v = argv[i + 1];
+    auto count = [&](int64_t min) {
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < min) usage_error(k + " " + v + ": expected an integer >= " + std::to_string(min));
+      return static_cast<int64_t>(n);
+    };
+    if (k == "--model") a.model = v;
+    else if (k == "--optimizer") a.optimizer = v;
+    else if (k == "--device") a.device = v;
+    else if (k == "--batch-size") a.batch_size = count(1);
+    else if (k == "--steps") a.steps = count(1);
+    else if (k == "--warmup") a.warmup = count(0);
+    else if (k == "--repeats") a.repeats = count(1);
+    else if (k == "--threads") a.threads = static_cast<int>(count(1));
+    else if (k == "--zero-grad") {
+      if (v != "none" && v != "zero") usage_error(k + " " + v + ": expected none or zero");
+      a.set_to_none = v == "none";
+    }
+    else usage_error("unknown flag " + k);
+  }
+  if (a.model != "mlp" && a.model != "cnn") usage_error("--model " + a.model + ": expected mlp or cnn");
+  if (a.optimizer != "adam" && a.optimizer != "adamw" && a.optimizer != "sgd")
+    usage_error("--optimizer " + a.optimizer + ": expected adam, adamw or sgd");
+  if (a.device != "cpu" && a.device != "cuda") usage_error("--device " + a.device + ": expected cpu or cuda");
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  omp_set_num_threads(a.threads);
+  const Device device = a.device == "cuda" ? kCUDA : kCPU;
+  if (device.is_cuda() && !kernels::cuda_is_available()) {
+    std::fprintf(stderr, "train_step: --device cuda: CUDA is not usable here (%s)\n", kernels::cuda_unavailable_reason());
+    return 1;
+  }
+  try {
+    manual_seed(0);
+    nn::ModulePtr model = examples::make_mnist_model(a.model);
+    model->to(device);
+    // The example's optimizers with their default hyperparameters (lr fixed: no schedule here).
+    std::unique_ptr<optim::Optimizer> opt;
+    if (a.optimizer == "adam") opt = std::make_unique<optim::Adam>(model->parameters(), optim::AdamOptions(1e-3));
+    else if (a.optimizer == "adamw") opt = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions(1e-3));
+    else opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+
+    // One fixed batch: normalized-looking inputs and labels 0..9.
+    const Tensor x = randn({a.batch_size, 1, 28, 28}).to(device);
+    std::vector<int64_t> labels(static_cast<size_t>(a.batch_size));
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>((i * 7 + 3) % 10);
+    const Tensor y = from_vector(labels, {a.batch_size}).to(device);
+
+    double last_loss = 0.0;
+    auto step = [&] {
+      opt->zero_grad(a.set_to_none);
+      Tensor loss = cross_entropy(model->forward(x), y);
+      loss.backward();
+      opt->step();
+      last_loss = loss.item_double();
+    };
+    for (int64_t i = 0; i < a.warmup; ++i) step();
+
+    std::vector<double> per_step;
+    const int64_t news_before = g_news.load();
+    for (int64_t r = 0; r < a.repeats; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t s = 0; s < a.steps; ++s) step();
+      per_step.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                         static_cast<double>(a.steps));
+    }
+    const double news_per_step =
+        static_cast<double>(g_news.load() - news_before) / static_cast<double>(a.steps * a.repeats);
+    std::sort(per_step.begin(), per_step.end());
+    const double best = per_step.front(), median = per_step[per_step.size() / 2];
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf(
+        "{\"impl\": \"mantissa\", \"model\": \"%s\", \"batch_size\": %lld, \"optimizer\": \"%s\", \"device\": \"%s\", "
+        "\"threads\": %d, \"steps\": %lld, \"repeats\": %lld, \"ms_per_step\": %.3f, \"median_ms_per_step\": %.3f, "
+        "\"images_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"allocs_per_step\": %.1f, \"loss\": %.4f}\n",
+        a.model.c_str(), static_cast<long long>(a.batch_size), a.optimizer.c_str(), a.device.c_str(), a.threads,
+        static_cast<long long>(a.steps), static_cast<long long>(a.repeats), best * 1e3, median * 1e3,
+        static_cast<double>(a.batch_size) / best, static_cast<double>(ru.ru_maxrss) / 1024.0, news_per_step, last_loss);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_step: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,323 @@
+// Trains a CNN or an MLP on MNIST-format data (the digits, Fashion-MNIST, any drop-in IDX set)
+// and reports test accuracy: the model of a Mantissa training script. Read it top to bottom:
+// flags, data, model, optimizer + schedule, the loop, evaluation, checkpoints.
+//
+//   build/examples/mnist --data datasets/mnist --model cnn --epochs 3
+//   build/examples/mnist --data datasets/mnist --epochs 3 --checkpoint run.safetensors
+//   build/examples/mnist --data datasets/mnist --epochs 3 --resume run.safetensors --checkpoint run.safetensors
+//
+// Defaults (AdamW, OneCycle to a peak lr of 2e-3 over the whole run, batch 64) are chosen to reach
+// >= 98.5% test accuracy after one epoch of the cnn and >= 99.0% after three.
+// stdout: one line per epoch, then a final line holding one JSON object (test accuracy and loss).
+// stderr: a progress bar when it is a terminal, otherwise a log line every --log-interval steps.
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/generator.h"
+#include "core/kernels/device_memory.h"
+#include "data/loader.h"
+#include "data/mnist.h"
+#include "examples/common/checkpoint.h"
+#include "examples/common/flags.h"
+#include "examples/common/metrics.h"
+#include "examples/common/mnist_nets.h"
+#include "examples/common/progress.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
+
+using namespace mantissa;
+namespace ex = mantissa::examples;
+
+namespace {
+
+// The statistics of the MNIST training images (torchvision's values). Centred, unit-scale
+// inputs keep the first layers' activations in a range where the default init works well.
+constexpr float kMnistMean = 0.1307f;
+constexpr float kMnistStd = 0.3081f;
+
+struct Config {
+  std::string model = "cnn";
+  int64_t epochs = 3;
+  int64_t batch_size = 64;
+  double lr = 0.0;  // 0: the optimizer's default below
+  std::string optimizer = "adamw";
+  std::string schedule = "onecycle";
+  int64_t seed = 1;
+  std::string data = "datasets/mnist";
+  std::string device = "cpu";
+  int64_t threads = 0;  // 0: OpenMP's default (all cores)
+  std::string checkpoint;
+  std::string resume;
+  std::string metrics;
+  int64_t log_interval = 100;
+  int64_t train_limit = 0;  // 0: every training image
+
+  // The settings a resumed run must share with the run that wrote the checkpoint: any other
+  // value would make the continuation differ from the uninterrupted run.
+  std::map<std::string, std::string> as_map() const {
+    char lr_text[32];
+    std::snprintf(lr_text, sizeof lr_text, "%.17g", lr);  // round-trips exactly
+    return {{"model", model},       {"epochs", std::to_string(epochs)}, {"batch_size", std::to_string(batch_size)},
+            {"lr", lr_text},        {"optimizer", optimizer},           {"schedule", schedule},
+            {"seed", std::to_string(seed)}, {"train_limit", std::to_string(train_limit)}};
+  }
+};
+
+// Peak learning rates that reach the documented accuracy with OneCycle (and are reasonable as
+// constant rates): Adam-family updates are scale-free, SGD's are proportional to the gradient.
+double default_lr(const std::string& optimizer) { return optimizer == "sgd" ? 0.05 : 2e-3; }
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
+  if (c.optimizer == "sgd")
+    return std::make_unique<optim::SGD>(params, optim::SGDOptions(c.lr).momentum(0.9).nesterov(true));
+  if (c.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions(c.lr));
+  // AdamW's decoupled weight decay (default 1e-2) regularizes without fighting Adam's scaling.
+  return std::make_unique<optim::AdamW>(params, optim::AdamWOptions(c.lr));
+}
+
+// OneCycle warms up from lr/25 over the first 30% of the run, then anneals to ~0: the warm-up
+// keeps Adam's first, badly-estimated second moments from taking huge steps, and the annealing
+// lets the final weights settle, which is worth a few tenths of a percent of test accuracy.
+// The schedule is stepped per batch, so it is defined by the total number of steps.
+std::unique_ptr<optim::LRScheduler> make_schedule(const Config& c, optim::Optimizer& opt, int64_t steps_per_epoch) {
+  if (c.schedule == "constant") return nullptr;
+  return std::make_unique<optim::OneCycleLR>(
+      opt, optim::OneCycleLROptions(c.lr).epochs(c.epochs).steps_per_epoch(steps_per_epoch));
+}
+
+struct Evaluation {
+  double loss = 0.0;      // mean cross-entropy over the test set
+  double accuracy = 0.0;  // fraction correct
+  int64_t correct = 0;
+  int64_t total = 0;
+};
+
+// Test-set loss and accuracy: eval mode (dropout off) and no autograd graph.
+Evaluation evaluate(nn::Module& model, data::DataLoader& loader, const Device& device) {
+  model.eval();
+  NoGradGuard no_grad;
+  Evaluation ev;
+  double loss_sum = 0.0;
+  for (data::Example& batch : loader) {
+    const Tensor x = batch.data.to(device);
+    const Tensor y = batch.target.to(device);
+    const Tensor logits = model.forward(x);
+    loss_sum += cross_entropy(logits, y, Reduction::Sum).item_double();
+    ev.correct += static_cast<int64_t>(eq(argmax(logits, 1), y).sum().item_double());
+    ev.total += y.numel();
+  }
+  model.train();
+  if (ev.total > 0) {
+    ev.loss = loss_sum / static_cast<double>(ev.total);
+    ev.accuracy = static_cast<double>(ev.correct) / static_cast<double>(ev.total);
+  }
+  return ev;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int run(int argc, const char* const* argv) {
+  const auto start = std::chrono::steady_clock::now();
+
+  // Flags ----------------------------------------------------------------------------------
+  Config c;
+  ex::Flags flags("mnist", "Trains a CNN or MLP on MNIST-format IDX data and reports the test accuracy.");
+  flags.add("model", &c.model, "network", {"cnn", "mlp"});
+  flags.add("epochs", &c.epochs, "passes over the training set");
+  flags.add("batch-size", &c.batch_size, "training batch size");
+  flags.add("lr", &c.lr, "learning rate (OneCycle's peak); 0 = 2e-3 for adam/adamw, 0.05 for sgd");
+  flags.add("optimizer", &c.optimizer, "optimizer", {"adamw", "adam", "sgd"});
+  flags.add("schedule", &c.schedule, "learning-rate schedule, stepped per batch", {"onecycle", "constant"});
+  flags.add("seed", &c.seed, "seeds the initialization, dropout and the shuffling");
+  flags.add("data", &c.data, "directory with the four MNIST IDX files (scripts/fetch-mnist.sh DIR)");
+  flags.add("device", &c.device, "where to train", {"cpu", "cuda"});
+  flags.add("threads", &c.threads, "CPU threads; 0 = all cores");
+  flags.add("checkpoint", &c.checkpoint, "save model + optimizer + schedule + RNG state here after every epoch");
+  flags.add("resume", &c.resume, "continue the run saved in this checkpoint");
+  flags.add("metrics", &c.metrics, "write JSON lines here (every log interval and every epoch)");
+  flags.add("log-interval", &c.log_interval, "steps between log lines / metrics records");
+  flags.add("train-limit", &c.train_limit, "train on the first N images only (quick checks); 0 = all");
+  if (!flags.parse(argc, argv)) return 0;
+  if (c.epochs < 0) throw ex::FlagError("--epochs " + std::to_string(c.epochs) + ": must be >= 0");
+  if (c.batch_size < 1) throw ex::FlagError("--batch-size " + std::to_string(c.batch_size) + ": must be >= 1");
+  if (c.log_interval < 1) throw ex::FlagError("--log-interval " + std::to_string(c.log_interval) + ": must be >= 1");
+  if (c.threads < 0) throw ex::FlagError("--threads " + std::to_string(c.threads) + ": must be >= 0");
+  if (c.train_limit < 0) throw ex::FlagError("--train-limit " + std::to_string(c.train_limit) + ": must be >= 0");
+  if (c.lr < 0) throw ex::FlagError("--lr " + std::to_string(c.lr) + ": must be >= 0");
+  if (c.lr == 0) c.lr = default_lr(c.optimizer);
+
+  if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
+  const Device device = c.device == "cuda" ? kCUDA : kCPU;
+  if (device.is_cuda() && !kernels::cuda_is_available())
+    throw ex::FlagError(std::string("--device cuda: CUDA is not usable here (") + kernels::cuda_unavailable_reason() +
+                        "); train with --device cpu");
+
+  // Everything random (init, dropout masks) draws from the default generator; the data order
+  // comes from the loader's own seeded stream. Same seed, same threads: the same run.
+  manual_seed(static_cast<uint64_t>(c.seed));
+
+  // Data -----------------------------------------------------------------------------------
+  auto train_set = std::make_shared<data::MNIST>(c.data, data::Split::Train);
+  auto test_set = std::make_shared<data::MNIST>(c.data, data::Split::Test);
+  if (c.train_limit > 0 && c.train_limit < static_cast<int64_t>(train_set->size()))
+    train_set = std::make_shared<data::MNIST>(train_set->images().narrow(0, 0, c.train_limit),
+                                              train_set->targets().narrow(0, 0, c.train_limit));
+  // Shuffled each epoch from (seed, epoch) alone, so a resumed run sees the same order; the
+  // background thread assembles the next batches while this one trains.
+  data::DataLoader train_loader(train_set, data::DataLoaderOptions(c.batch_size)
+                                               .set_shuffle(true)
+                                               .set_seed(static_cast<uint64_t>(c.seed))
+                                               .set_normalize({kMnistMean}, {kMnistStd}));
+  data::DataLoader test_loader(test_set, data::DataLoaderOptions(1000).set_normalize({kMnistMean}, {kMnistStd}));
+  const auto steps_per_epoch = static_cast<int64_t>(train_loader.size());
+
+  // Model, optimizer, schedule, loss ----------------------------------------------------------
+  nn::ModulePtr model = ex::make_mnist_model(c.model);
+  model->to(device);
+  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(c, model->parameters());
+  std::unique_ptr<optim::LRScheduler> schedule = make_schedule(c, *optimizer, steps_per_epoch);
+  nn::CrossEntropyLoss criterion;
+
+  // Resume: the checkpoint replaces the fresh weights, the optimizer's moments and step counts,
+  // the schedule's position and the dropout stream, and says which epoch comes next.
+  int64_t first_epoch = 0, step = 0;
+  if (!c.resume.empty()) {
+    const ex::TrainingProgress p = ex::load_training_checkpoint(c.resume, *model, *optimizer, schedule.get());
+    // OneCycle's shape depends on the run's length; a constant rate may be trained for longer.
+    std::vector<std::string> keys = {"model", "batch_size", "lr", "optimizer", "schedule", "seed", "train_limit"};
+    if (c.schedule == "onecycle") keys.push_back("epochs");
+    const auto bad = ex::config_mismatches(p.config, c.as_map(), keys);
+    if (!bad.empty()) {
+      std::string msg = "--resume " + c.resume + ": the checkpoint comes from a different run; change the flags to match:";
+      for (const std::string& b : bad) msg += "\n  " + b;
+      throw ex::FlagError(msg);
+    }
+    default_generator().set_state(p.generator);
+    first_epoch = p.epoch;
+    step = p.step;
+    std::printf("resumed from %s after epoch %lld (step %lld)\n", c.resume.c_str(), static_cast<long long>(p.epoch),
+                static_cast<long long>(p.step));
+  }
+  train_loader.set_epoch(static_cast<uint64_t>(first_epoch));
+  ex::MetricsWriter metrics(c.metrics, /*append=*/!c.resume.empty());
+
+  std::printf("training %s on %zu images (%lld steps/epoch, batch %lld), %s lr %g, schedule %s, %d threads\n",
+              c.model.c_str(), train_set->size(), static_cast<long long>(steps_per_epoch),
+              static_cast<long long>(c.batch_size), c.optimizer.c_str(), c.lr, c.schedule.c_str(),
+              omp_get_max_threads());
+  std::fflush(stdout);
+
+  // The loop ---------------------------------------------------------------------------------
+  const bool bar_on = ex::ProgressBar::enabled();
+  double last_train_loss = NAN;
+  Evaluation ev;
+  bool evaluated = false;
+  for (int64_t epoch = first_epoch; epoch < c.epochs; ++epoch) {
+    model->train();
+    ex::ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(c.epochs), steps_per_epoch);
+    const auto epoch_start = std::chrono::steady_clock::now();
+    auto interval_start = epoch_start;
+    double epoch_loss = 0.0, interval_loss = 0.0;
+    int64_t epoch_images = 0, interval_images = 0, interval_steps = 0, batch_index = 0;
+
+    for (data::Example& batch : train_loader) {
+      const Tensor x = batch.data.to(device);
+      const Tensor y = batch.target.to(device);
+
+      optimizer->zero_grad();                // drop last step's gradients
+      Tensor loss = criterion(model->forward(x), y);
+      loss.backward();                       // fills every parameter's .grad
+      optimizer->step();
+      if (schedule) schedule->step();        // OneCycle moves per batch, after the update
+      ++step;
+      ++batch_index;
+
+      const double l = loss.item_double();
+      epoch_loss += l * static_cast<double>(x.size(0));
+      interval_loss += l;
+      ++interval_steps;
+      epoch_images += x.size(0);
+      interval_images += x.size(0);
+      bar.update(batch_index, epoch_images, l);
+
+      if (interval_steps == c.log_interval || batch_index == steps_per_epoch) {
+        const double dt = seconds_since(interval_start);
+        const double lr = optimizer->param_groups()[0].options().get_lr();
+        const double mean_loss = interval_loss / static_cast<double>(interval_steps);
+        const double ips = dt > 0 ? static_cast<double>(interval_images) / dt : 0.0;
+        metrics.write({{"event", "log"}, {"epoch", epoch + 1}, {"step", step}, {"loss", ex::json_number(mean_loss)},
+                       {"lr", lr}, {"test_accuracy", nullptr}, {"images_per_s", ips},
+                       {"elapsed_s", seconds_since(start)}});
+        if (!bar_on)
+          std::fprintf(stderr, "epoch %lld step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s\n",
+                       static_cast<long long>(epoch + 1), static_cast<long long>(batch_index),
+                       static_cast<long long>(steps_per_epoch), mean_loss, lr, ips);
+        interval_start = std::chrono::steady_clock::now();
+        interval_loss = 0.0;
+        interval_images = interval_steps = 0;
+      }
+    }
+    bar.done();
+    const double epoch_s = seconds_since(epoch_start);
+    last_train_loss = epoch_images > 0 ? epoch_loss / static_cast<double>(epoch_images) : NAN;
+
+    ev = evaluate(*model, test_loader, device);
+    evaluated = true;
+    const double lr = optimizer->param_groups()[0].options().get_lr();
+    const double ips = epoch_s > 0 ? static_cast<double>(epoch_images) / epoch_s : 0.0;
+    std::printf("epoch %lld/%lld: train loss %.4f, test loss %.4f, test accuracy %.2f%% (%lld/%lld), %.1f s, %.0f img/s\n",
+                static_cast<long long>(epoch + 1), static_cast<long long>(c.epochs), last_train_loss, ev.loss,
+                100.0 * ev.accuracy, static_cast<long long>(ev.correct), static_cast<long long>(ev.total), epoch_s, ips);
+    std::fflush(stdout);
+    metrics.write({{"event", "epoch"}, {"epoch", epoch + 1}, {"step", step}, {"loss", ex::json_number(last_train_loss)},
+                   {"lr", lr}, {"test_accuracy", ev.accuracy}, {"test_loss", ex::json_number(ev.loss)},
+                   {"images_per_s", ips}, {"epoch_s", epoch_s}, {"elapsed_s", seconds_since(start)}});
+
+    // Saved after the evaluation, which draws nothing: the generator state is the one the next
+    // epoch starts from in this run, so a resumed run draws the same dropout masks.
+    if (!c.checkpoint.empty()) {
+      ex::TrainingProgress p;
+      p.epoch = epoch + 1;
+      p.step = step;
+      p.generator = default_generator().state();
+      p.config = c.as_map();
+      ex::save_training_checkpoint(c.checkpoint, *model, *optimizer, schedule.get(), p);
+    }
+  }
+  // A run resumed after its last epoch (or --epochs 0) still reports where the model stands.
+  if (!evaluated) ev = evaluate(*model, test_loader, device);
+
+  ex::Json result = {{"model", c.model},
+                     {"epochs", c.epochs},
+                     {"steps", step},
+                     {"test_accuracy", ev.accuracy},
+                     {"test_loss", ex::json_number(ev.loss)},
+                     {"train_loss", ex::json_number(last_train_loss)},
+                     {"elapsed_s", seconds_since(start)}};
+  std::printf("%s\n", result.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const ex::FlagError& e) {
+    std::fprintf(stderr, "mnist: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
