@@ -203,6 +203,25 @@ TEST(LinalgNumerics, LargeF32TransposedAgainstDouble) {
   expect_bounded(matmul(a64.t(), b64.t()), ref, bound, 1e-13, "f64 256x300x200");
 }
 
+// Big enough for the oneDNN path that packs B into its blocked layout first (m >= 512, k n >=
+// 2^20) and the one that reads a transposed B (as in linear) in place. The F64 result comes
+// from the reference GEMM, itself checked against naive loops above.
+TEST(LinalgNumerics, PackedWeightsPathF32AndBf16) {
+  const Tensor a64 = randn64({512, 1024}, 30).to(DType::BF16).to(DType::F64);
+  const Tensor w64 = randn64({1024, 1024}, 31).to(DType::BF16).to(DType::F64);
+  const Tensor ref = matmul(a64, w64.t());
+  const Tensor bound = matmul(abs_values(a64), abs_values(w64).t());
+  expect_bounded(matmul(a64.to(DType::F32), w64.to(DType::F32).t()), ref, bound, 1024 * std::ldexp(1.0, -24) + 1e-7,
+                 "f32 512x1024x1024");
+  expect_rounded_once<BFloat16>(matmul(a64.to(DType::BF16), w64.to(DType::BF16).t()), ref, bound, 1024,
+                                "bf16 512x1024x1024");
+  const Tensor wt = w64.t().contiguous();
+  expect_bounded(matmul(a64.to(DType::F32), wt.to(DType::F32)), ref, bound, 1024 * std::ldexp(1.0, -24) + 1e-7,
+                 "f32 512x1024x1024 row-major B");
+  expect_rounded_once<BFloat16>(matmul(a64.to(DType::BF16), wt.to(DType::BF16)), ref, bound, 1024,
+                                "bf16 512x1024x1024 row-major B");
+}
+
 TEST(LinalgNumerics, BatchedBroadcastF32AgainstDouble) {
   const Tensor a64 = randn64({3, 1, 37, 70}, 11), b64 = randn64({4, 70, 29}, 12);
   const Tensor out = matmul(a64.to(DType::F32), b64.to(DType::F32));
