@@ -198,7 +198,8 @@ Tensor extremum(OpId id, BinaryOp op, BinaryGradOp self_grad, BinaryGradOp other
     record(id, {a, b}, {out},
            [ga, gb, sa, sb, dt, self_grad, other_grad](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor gg = grad_in(g[0], dt), av = sa.unpack(), bv = sb.unpack();
-             return {ga ? fused_grad(self_grad, gg, av, bv) : Tensor(), gb ? fused_grad(other_grad, gg, av, bv) : Tensor()};
+             return {ga ? fused_grad(self_grad, gg, av, bv) : Tensor(),
+                     gb ? fused_grad(other_grad, gg, av, bv) : Tensor()};
            });
   }
   return out;
@@ -222,7 +223,8 @@ namespace {
 Tensor scalar_op(OpId id, BinaryOp op, const char* name, const Tensor& x, double s, bool scalar_first = false) {
   DType dt = scalar_result_type(x, s);
   if (op == BinaryOp::Div && !is_floating(dt)) dt = DType::F32;
-  MANTISSA_CHECK(!(op == BinaryOp::Sub && dt == DType::Bool), name, ": subtraction with a Bool tensor is not supported");
+  MANTISSA_CHECK(!(op == BinaryOp::Sub && dt == DType::Bool), name,
+                 ": subtraction with a Bool tensor is not supported (shape ", shape_str(x.sizes()), ")");
   Tensor xc = cast(x, dt);
   Tensor out = new_output(x.sizes(), dt, x);
   kernels::binary_scalar(op, out, xc, s, scalar_first);

@@ -82,8 +82,8 @@ Tensor tanh(const Tensor& x) { return floating_unary(OpId::tanh, UnaryOp::Tanh, 
 Tensor silu(const Tensor& x) { return floating_unary(OpId::silu, UnaryOp::Silu, UnaryGradOp::Silu, Save::Input, x); }
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
-  MANTISSA_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\" (got \"",
-                 approximate, "\")");
+  MANTISSA_CHECK(approximate == "none" || approximate == "tanh",
+                 "gelu: approximate must be \"none\" or \"tanh\" (got \"", approximate, "\")");
   const bool tanh_form = approximate == "tanh";
   return floating_unary(OpId::gelu, tanh_form ? UnaryOp::GeluTanh : UnaryOp::Gelu,
                         tanh_form ? UnaryGradOp::GeluTanh : UnaryGradOp::Gelu, Save::Input, x);

@@ -7,7 +7,7 @@
 
 #include "core/kernels/elementwise.h"
 #include "core/kernels/elementwise_math.h"
-#include "core/kernels/loops.h"
+#include "core/kernels/elementwise_loops.h"
 
 namespace mantissa::kernels {
 
@@ -43,11 +43,12 @@ T scalar_as_int(double s) {
 
 template <typename T>
 void binary_bool(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  auto bin = [&](auto f) { map_fast<bool, bool, bool>(out, f, a, b); };
   switch (op) {
     case BinaryOp::Add:
-    case BinaryOp::Maximum: map<bool, bool, bool>(out, [](bool x, bool y) { return x || y; }, a, b); return;
+    case BinaryOp::Maximum: bin([](bool x, bool y) MANTISSA_KERNEL_LAMBDA { return x || y; }); return;
     case BinaryOp::Mul:
-    case BinaryOp::Minimum: map<bool, bool, bool>(out, [](bool x, bool y) { return x && y; }, a, b); return;
+    case BinaryOp::Minimum: bin([](bool x, bool y) MANTISSA_KERNEL_LAMBDA { return x && y; }); return;
     default: break;
   }
   MANTISSA_ERROR(binary_name(op), ": not supported for Bool tensors");
@@ -56,23 +57,24 @@ void binary_bool(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
 template <typename T>
 void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
   using C = compute_t<T>;
+  auto bin = [&](auto f) { map_fast<T, T, T>(out, f, a, b); };
   if constexpr (std::is_same_v<T, bool>) {
     binary_bool<T>(op, out, a, b);
   } else if constexpr (kIsInt<T>) {
     const T al = scalar_as_int<T>(alpha);
     switch (op) {
       case BinaryOp::Add:
-        if (alpha == 1.0) map<T, T, T>(out, [](T x, T y) { return math::wrap_add(x, y); }, a, b);
-        else map<T, T, T>(out, [al](T x, T y) { return math::wrap_add(x, math::wrap_mul(al, y)); }, a, b);
+        if (alpha == 1.0) bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::wrap_add(x, y); });
+        else bin([al](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::wrap_add(x, math::wrap_mul(al, y)); });
         return;
       case BinaryOp::Sub:
-        if (alpha == 1.0) map<T, T, T>(out, [](T x, T y) { return math::wrap_sub(x, y); }, a, b);
-        else map<T, T, T>(out, [al](T x, T y) { return math::wrap_sub(x, math::wrap_mul(al, y)); }, a, b);
+        if (alpha == 1.0) bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::wrap_sub(x, y); });
+        else bin([al](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::wrap_sub(x, math::wrap_mul(al, y)); });
         return;
-      case BinaryOp::Mul: map<T, T, T>(out, [](T x, T y) { return math::wrap_mul(x, y); }, a, b); return;
-      case BinaryOp::Pow: map<T, T, T>(out, [](T x, T y) { return math::int_pow(x, y); }, a, b); return;
-      case BinaryOp::Maximum: map<T, T, T>(out, [](T x, T y) { return math::maximum(x, y); }, a, b); return;
-      case BinaryOp::Minimum: map<T, T, T>(out, [](T x, T y) { return math::minimum(x, y); }, a, b); return;
+      case BinaryOp::Mul: bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::wrap_mul(x, y); }); return;
+      case BinaryOp::Pow: bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::int_pow(x, y); }); return;
+      case BinaryOp::Maximum: bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::maximum(x, y); }); return;
+      case BinaryOp::Minimum: bin([](T x, T y) MANTISSA_KERNEL_LAMBDA { return math::minimum(x, y); }); return;
       case BinaryOp::Div: break;
     }
     MANTISSA_ERROR("div: integer division must be promoted to a floating dtype by the caller");
@@ -80,18 +82,18 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
     const C al = static_cast<C>(alpha);
     switch (op) {
       case BinaryOp::Add:
-        if (alpha == 1.0) map<T, T, T>(out, [](C x, C y) { return x + y; }, a, b);
-        else map<T, T, T>(out, [al](C x, C y) { return x + al * y; }, a, b);
+        if (alpha == 1.0) bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x + y; });
+        else bin([al](C x, C y) MANTISSA_KERNEL_LAMBDA { return x + al * y; });
         return;
       case BinaryOp::Sub:
-        if (alpha == 1.0) map<T, T, T>(out, [](C x, C y) { return x - y; }, a, b);
-        else map<T, T, T>(out, [al](C x, C y) { return x - al * y; }, a, b);
+        if (alpha == 1.0) bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x - y; });
+        else bin([al](C x, C y) MANTISSA_KERNEL_LAMBDA { return x - al * y; });
         return;
-      case BinaryOp::Mul: map<T, T, T>(out, [](C x, C y) { return x * y; }, a, b); return;
-      case BinaryOp::Div: map<T, T, T>(out, [](C x, C y) { return x / y; }, a, b); return;
-      case BinaryOp::Pow: map<T, T, T>(out, [](C x, C y) { return std::pow(x, y); }, a, b); return;
-      case BinaryOp::Maximum: map<T, T, T>(out, [](C x, C y) { return math::maximum(x, y); }, a, b); return;
-      case BinaryOp::Minimum: map<T, T, T>(out, [](C x, C y) { return math::minimum(x, y); }, a, b); return;
+      case BinaryOp::Mul: bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x * y; }); return;
+      case BinaryOp::Div: bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x / y; }); return;
+      case BinaryOp::Pow: bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return std::pow(x, y); }); return;
+      case BinaryOp::Maximum: bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return math::maximum(x, y); }); return;
+      case BinaryOp::Minimum: bin([](C x, C y) MANTISSA_KERNEL_LAMBDA { return math::minimum(x, y); }); return;
     }
   }
 }
@@ -99,6 +101,7 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
 template <typename T>
 void binary_scalar_typed(BinaryOp op, const Tensor& out, const Tensor& a, double s, bool scalar_first) {
   using C = compute_t<T>;
+  auto un = [&](auto f) { map_fast<T, T>(out, f, a); };
   if constexpr (std::is_same_v<T, bool>) {
     Tensor sb = full({}, s, TensorOptions(DType::Bool));
     if (scalar_first) binary_bool<T>(op, out, sb, a);
@@ -106,45 +109,45 @@ void binary_scalar_typed(BinaryOp op, const Tensor& out, const Tensor& a, double
   } else if constexpr (kIsInt<T>) {
     const T v = scalar_as_int<T>(s);
     switch (op) {
-      case BinaryOp::Add: map<T, T>(out, [v](T x) { return math::wrap_add(x, v); }, a); return;
+      case BinaryOp::Add: un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::wrap_add(x, v); }); return;
       case BinaryOp::Sub:
-        if (scalar_first) map<T, T>(out, [v](T x) { return math::wrap_sub(v, x); }, a);
-        else map<T, T>(out, [v](T x) { return math::wrap_sub(x, v); }, a);
+        if (scalar_first) un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::wrap_sub(v, x); });
+        else un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::wrap_sub(x, v); });
         return;
-      case BinaryOp::Mul: map<T, T>(out, [v](T x) { return math::wrap_mul(x, v); }, a); return;
+      case BinaryOp::Mul: un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::wrap_mul(x, v); }); return;
       case BinaryOp::Pow: {
         if (scalar_first) {
-          map<T, T>(out, [v](T x) { return math::int_pow(v, x); }, a);
+          un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::int_pow(v, x); });
         } else {
           const int64_t e = static_cast<int64_t>(s);
-          map<T, T>(out, [e](T x) { return math::int_pow(x, e); }, a);
+          un([e](T x) MANTISSA_KERNEL_LAMBDA { return math::int_pow(x, e); });
         }
         return;
       }
-      case BinaryOp::Maximum: map<T, T>(out, [v](T x) { return math::maximum(x, v); }, a); return;
-      case BinaryOp::Minimum: map<T, T>(out, [v](T x) { return math::minimum(x, v); }, a); return;
+      case BinaryOp::Maximum: un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::maximum(x, v); }); return;
+      case BinaryOp::Minimum: un([v](T x) MANTISSA_KERNEL_LAMBDA { return math::minimum(x, v); }); return;
       case BinaryOp::Div: break;
     }
     MANTISSA_ERROR("div: integer division must be promoted to a floating dtype by the caller");
   } else {
     const C v = static_cast<C>(s);
     switch (op) {
-      case BinaryOp::Add: map<T, T>(out, [v](C x) { return x + v; }, a); return;
+      case BinaryOp::Add: un([v](C x) MANTISSA_KERNEL_LAMBDA { return x + v; }); return;
       case BinaryOp::Sub:
-        if (scalar_first) map<T, T>(out, [v](C x) { return v - x; }, a);
-        else map<T, T>(out, [v](C x) { return x - v; }, a);
+        if (scalar_first) un([v](C x) MANTISSA_KERNEL_LAMBDA { return v - x; });
+        else un([v](C x) MANTISSA_KERNEL_LAMBDA { return x - v; });
         return;
-      case BinaryOp::Mul: map<T, T>(out, [v](C x) { return x * v; }, a); return;
+      case BinaryOp::Mul: un([v](C x) MANTISSA_KERNEL_LAMBDA { return x * v; }); return;
       case BinaryOp::Div:
-        if (scalar_first) map<T, T>(out, [v](C x) { return v / x; }, a);
-        else map<T, T>(out, [v](C x) { return x / v; }, a);
+        if (scalar_first) un([v](C x) MANTISSA_KERNEL_LAMBDA { return v / x; });
+        else un([v](C x) MANTISSA_KERNEL_LAMBDA { return x / v; });
         return;
       case BinaryOp::Pow:
-        if (scalar_first) map<T, T>(out, [v](C x) { return std::pow(v, x); }, a);
-        else map<T, T>(out, [v](C x) { return std::pow(x, v); }, a);
+        if (scalar_first) un([v](C x) MANTISSA_KERNEL_LAMBDA { return std::pow(v, x); });
+        else un([v](C x) MANTISSA_KERNEL_LAMBDA { return std::pow(x, v); });
         return;
-      case BinaryOp::Maximum: map<T, T>(out, [v](C x) { return math::maximum(x, v); }, a); return;
-      case BinaryOp::Minimum: map<T, T>(out, [v](C x) { return math::minimum(x, v); }, a); return;
+      case BinaryOp::Maximum: un([v](C x) MANTISSA_KERNEL_LAMBDA { return math::maximum(x, v); }); return;
+      case BinaryOp::Minimum: un([v](C x) MANTISSA_KERNEL_LAMBDA { return math::minimum(x, v); }); return;
     }
   }
 }
@@ -153,12 +156,12 @@ void binary_scalar_typed(BinaryOp op, const Tensor& out, const Tensor& a, double
 template <typename C, typename Run>
 void compare_with(CompareOp op, const Run& run) {
   switch (op) {
-    case CompareOp::Eq: run([](C x, C y) { return x == y; }); return;
-    case CompareOp::Ne: run([](C x, C y) { return x != y; }); return;
-    case CompareOp::Lt: run([](C x, C y) { return x < y; }); return;
-    case CompareOp::Le: run([](C x, C y) { return x <= y; }); return;
-    case CompareOp::Gt: run([](C x, C y) { return x > y; }); return;
-    case CompareOp::Ge: run([](C x, C y) { return x >= y; }); return;
+    case CompareOp::Eq: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x == y; }); return;
+    case CompareOp::Ne: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x != y; }); return;
+    case CompareOp::Lt: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x < y; }); return;
+    case CompareOp::Le: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x <= y; }); return;
+    case CompareOp::Gt: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x > y; }); return;
+    case CompareOp::Ge: run([](C x, C y) MANTISSA_KERNEL_LAMBDA { return x >= y; }); return;
   }
 }
 
@@ -166,7 +169,7 @@ void compare_with(CompareOp op, const Run& run) {
 template <typename T, typename W>
 void compare_scalar_in(CompareOp op, const Tensor& out, const Tensor& a, W s) {
   compare_with<W>(op, [&](auto cmp) {
-    map<bool, T>(out, [cmp, s](compute_t<T> x) { return cmp(static_cast<W>(x), s); }, a);
+    map_fast<bool, T>(out, [cmp, s](compute_t<T> x) MANTISSA_KERNEL_LAMBDA { return cmp(static_cast<W>(x), s); }, a);
   });
 }
 
@@ -188,7 +191,7 @@ void compare(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b) 
   check_cpu(out, "compare");
   visit_dtype<kAllTypes>(a.dtype(), "compare", [&]<typename T>() {
     using C = compute_t<T>;
-    compare_with<C>(op, [&](auto cmp) { map<bool, T, T>(out, cmp, a, b); });
+    compare_with<C>(op, [&](auto cmp) { map_fast<bool, T, T>(out, cmp, a, b); });
   });
 }
 
@@ -212,7 +215,8 @@ void compare_scalar(CompareOp op, const Tensor& out, const Tensor& a, double s) 
 void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_cpu(out, "where");
   visit_dtype<kAllTypes>(out.dtype(), "where", [&]<typename T>() {
-    map<T, bool, T, T>(out, [](bool c, compute_t<T> x, compute_t<T> y) { return c ? x : y; }, cond, a, b);
+    using C = compute_t<T>;
+    map_fast<T, bool, T, T>(out, [](bool c, C x, C y) MANTISSA_KERNEL_LAMBDA { return c ? x : y; }, cond, a, b);
   });
 }
 
@@ -220,30 +224,32 @@ void binary_backward(BinaryGradOp op, const Tensor& out, const Tensor& g, const 
   check_cpu(out, "binary backward");
   visit_dtype<kFloatTypes>(out.dtype(), "binary backward", [&]<typename T>() {
     using C = compute_t<T>;
-    auto run = [&](auto f) { map<T, T, T, T>(out, f, g, a, b); };
+    auto run = [&](auto f) { map_fast<T, T, T, T>(out, f, g, a, b); };
     switch (op) {
       case BinaryGradOp::DivOther:
         // (a / b) / b instead of a / b^2: b^2 overflows long before the gradient does.
-        run([](C gv, C x, C y) { return -(gv * (x / y)) / y; });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return -(gv * (x / y)) / y; });
         return;
       case BinaryGradOp::PowSelf:
-        run([](C gv, C x, C y) { return y == C(0) ? C(0) : gv * y * std::pow(x, y - C(1)); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return y == C(0) ? C(0) : gv * y * std::pow(x, y - C(1)); });
         return;
       case BinaryGradOp::PowExponent:
         // 0^b with b >= 0 has a finite limit; PyTorch masks the 0 * log(0) = NaN there.
-        run([](C gv, C x, C y) { return (x == C(0) && y >= C(0)) ? C(0) : gv * std::pow(x, y) * std::log(x); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA {
+          return (x == C(0) && y >= C(0)) ? C(0) : gv * std::pow(x, y) * std::log(x);
+        });
         return;
       case BinaryGradOp::MaximumSelf:
-        run([](C gv, C x, C y) { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
         return;
       case BinaryGradOp::MaximumOther:
-        run([](C gv, C x, C y) { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
         return;
       case BinaryGradOp::MinimumSelf:
-        run([](C gv, C x, C y) { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return x > y ? C(0) : (x == y ? gv * C(0.5) : gv); });
         return;
       case BinaryGradOp::MinimumOther:
-        run([](C gv, C x, C y) { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
+        run([](C gv, C x, C y) MANTISSA_KERNEL_LAMBDA { return x < y ? C(0) : (x == y ? gv * C(0.5) : gv); });
         return;
     }
   });

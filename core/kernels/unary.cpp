@@ -7,7 +7,7 @@
 
 #include "core/kernels/elementwise.h"
 #include "core/kernels/elementwise_math.h"
-#include "core/kernels/loops.h"
+#include "core/kernels/elementwise_loops.h"
 
 namespace mantissa::kernels {
 
@@ -39,32 +39,35 @@ const char* unary_name(UnaryOp op) {
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& out, const Tensor& x) {
   using C = compute_t<T>;
-  auto run = [&](auto f) { map<T, T>(out, f, x); };
+  auto run = [&](auto f) { map_fast<T, T>(out, f, x); };
   if constexpr (std::is_integral_v<C>) {
     switch (op) {
-      case UnaryOp::Neg: run([](C v) { return math::wrap_neg(v); }); return;
+      case UnaryOp::Neg: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::wrap_neg(v); }); return;
       case UnaryOp::Abs:
-        if constexpr (std::is_signed_v<C>) run([](C v) { return v < C(0) ? math::wrap_neg(v) : v; });
-        else run([](C v) { return v; });
+        if constexpr (std::is_signed_v<C>) {
+          run([](C v) MANTISSA_KERNEL_LAMBDA { return v < C(0) ? math::wrap_neg(v) : v; });
+        } else {
+          run([](C v) MANTISSA_KERNEL_LAMBDA { return v; });
+        }
         return;
-      case UnaryOp::Relu: run([](C v) { return math::relu(v); }); return;
+      case UnaryOp::Relu: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::relu(v); }); return;
       default: break;
     }
     MANTISSA_ERROR(unary_name(op), ": integer inputs must be promoted to a floating dtype by the caller");
   } else {
     switch (op) {
-      case UnaryOp::Neg: run([](C v) { return -v; }); return;
-      case UnaryOp::Exp: run([](C v) { return std::exp(v); }); return;
-      case UnaryOp::Log: run([](C v) { return std::log(v); }); return;
-      case UnaryOp::Sqrt: run([](C v) { return std::sqrt(v); }); return;
-      case UnaryOp::Rsqrt: run([](C v) { return C(1) / std::sqrt(v); }); return;
-      case UnaryOp::Abs: run([](C v) { return std::fabs(v); }); return;
-      case UnaryOp::Relu: run([](C v) { return math::relu(v); }); return;
-      case UnaryOp::Gelu: run([](C v) { return math::gelu(v); }); return;
-      case UnaryOp::GeluTanh: run([](C v) { return math::gelu_tanh(v); }); return;
-      case UnaryOp::Sigmoid: run([](C v) { return math::sigmoid(v); }); return;
-      case UnaryOp::Tanh: run([](C v) { return std::tanh(v); }); return;
-      case UnaryOp::Silu: run([](C v) { return math::silu(v); }); return;
+      case UnaryOp::Neg: run([](C v) MANTISSA_KERNEL_LAMBDA { return -v; }); return;
+      case UnaryOp::Exp: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::exp(v); }); return;
+      case UnaryOp::Log: run([](C v) MANTISSA_KERNEL_LAMBDA { return std::log(v); }); return;
+      case UnaryOp::Sqrt: run([](C v) MANTISSA_KERNEL_LAMBDA { return std::sqrt(v); }); return;
+      case UnaryOp::Rsqrt: run([](C v) MANTISSA_KERNEL_LAMBDA { return C(1) / std::sqrt(v); }); return;
+      case UnaryOp::Abs: run([](C v) MANTISSA_KERNEL_LAMBDA { return std::fabs(v); }); return;
+      case UnaryOp::Relu: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::relu(v); }); return;
+      case UnaryOp::Gelu: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::gelu(v); }); return;
+      case UnaryOp::GeluTanh: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::gelu_tanh(v); }); return;
+      case UnaryOp::Sigmoid: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::sigmoid(v); }); return;
+      case UnaryOp::Tanh: run([](C v) MANTISSA_KERNEL_LAMBDA { return std::tanh(v); }); return;
+      case UnaryOp::Silu: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::silu(v); }); return;
     }
   }
 }
@@ -92,13 +95,13 @@ void pow_scalar(const Tensor& out, const Tensor& x, double p) {
     using C = compute_t<T>;
     if constexpr (std::is_integral_v<C>) {
       const int64_t e = static_cast<int64_t>(p);
-      map<T, T>(out, [e](C v) { return math::int_pow(v, e); }, x);
+      map_fast<T, T>(out, [e](C v) MANTISSA_KERNEL_LAMBDA { return math::int_pow(v, e); }, x);
     } else if (p == 2.0) {
       // x*x is correctly rounded like pow(x, 2) and much cheaper.
-      map<T, T>(out, [](C v) { return v * v; }, x);
+      map_fast<T, T>(out, [](C v) MANTISSA_KERNEL_LAMBDA { return v * v; }, x);
     } else {
       const C e = static_cast<C>(p);
-      map<T, T>(out, [e](C v) { return std::pow(v, e); }, x);
+      map_fast<T, T>(out, [e](C v) MANTISSA_KERNEL_LAMBDA { return std::pow(v, e); }, x);
     }
   });
 }
@@ -109,10 +112,10 @@ void clamp(const Tensor& out, const Tensor& x, double lo, double hi) {
     using C = compute_t<T>;
     if constexpr (std::is_integral_v<C>) {
       const C l = int_bound<C>(lo, true), h = int_bound<C>(hi, false);
-      map<T, T>(out, [l, h](C v) { return v < l ? (l > h ? h : l) : (v > h ? h : v); }, x);
+      map_fast<T, T>(out, [l, h](C v) MANTISSA_KERNEL_LAMBDA { return v < l ? (l > h ? h : l) : (v > h ? h : v); }, x);
     } else {
       const C l = static_cast<C>(lo), h = static_cast<C>(hi);
-      map<T, T>(out, [l, h](C v) { return math::minimum(math::maximum(v, l), h); }, x);
+      map_fast<T, T>(out, [l, h](C v) MANTISSA_KERNEL_LAMBDA { return math::minimum(math::maximum(v, l), h); }, x);
     }
   });
 }
@@ -121,24 +124,26 @@ void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Te
   check_cpu(out, "unary backward");
   visit_dtype<kFloatTypes>(out.dtype(), "unary backward", [&]<typename T>() {
     using C = compute_t<T>;
-    auto run = [&](auto f) { map<T, T, T>(out, f, g, saved); };
+    auto run = [&](auto f) { map_fast<T, T, T>(out, f, g, saved); };
     switch (op) {
-      case UnaryGradOp::Exp: run([](C gv, C y) { return gv * y; }); return;
-      case UnaryGradOp::Log: run([](C gv, C x) { return gv / x; }); return;
-      case UnaryGradOp::Sqrt: run([](C gv, C y) { return gv / (C(2) * y); }); return;
-      case UnaryGradOp::Rsqrt: run([](C gv, C y) { return C(-0.5) * gv * y * y * y; }); return;
-      case UnaryGradOp::Abs: run([](C gv, C x) { return gv * math::sign(x); }); return;
-      case UnaryGradOp::Relu: run([](C gv, C y) { return y > C(0) ? gv : C(0); }); return;
-      case UnaryGradOp::Gelu: run([](C gv, C x) { return gv * math::gelu_grad(x); }); return;
-      case UnaryGradOp::GeluTanh: run([](C gv, C x) { return gv * math::gelu_tanh_grad(x); }); return;
-      case UnaryGradOp::Sigmoid: run([](C gv, C y) { return gv * y * (C(1) - y); }); return;
-      case UnaryGradOp::Tanh: run([](C gv, C y) { return gv * (C(1) - y * y); }); return;
-      case UnaryGradOp::Silu: run([](C gv, C x) { return gv * math::silu_grad(x); }); return;
+      case UnaryGradOp::Exp: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return gv * y; }); return;
+      case UnaryGradOp::Log: run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv / x; }); return;
+      case UnaryGradOp::Sqrt: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return gv / (C(2) * y); }); return;
+      case UnaryGradOp::Rsqrt: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return C(-0.5) * gv * y * y * y; }); return;
+      case UnaryGradOp::Abs: run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::sign(x); }); return;
+      case UnaryGradOp::Relu: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return y > C(0) ? gv : C(0); }); return;
+      case UnaryGradOp::Gelu: run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::gelu_grad(x); }); return;
+      case UnaryGradOp::GeluTanh:
+        run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::gelu_tanh_grad(x); });
+        return;
+      case UnaryGradOp::Sigmoid: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return gv * y * (C(1) - y); }); return;
+      case UnaryGradOp::Tanh: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return gv * (C(1) - y * y); }); return;
+      case UnaryGradOp::Silu: run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::silu_grad(x); }); return;
       case UnaryGradOp::PowScalar: {
         const C e = static_cast<C>(p);
-        if (p == 0.0) run([](C, C) { return C(0); });
-        else if (p == 2.0) run([](C gv, C x) { return C(2) * gv * x; });
-        else run([e](C gv, C x) { return gv * e * std::pow(x, e - C(1)); });
+        if (p == 0.0) run([](C, C) MANTISSA_KERNEL_LAMBDA { return C(0); });
+        else if (p == 2.0) run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return C(2) * gv * x; });
+        else run([e](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * e * std::pow(x, e - C(1)); });
         return;
       }
     }
@@ -150,7 +155,7 @@ void clamp_backward(const Tensor& out, const Tensor& g, const Tensor& x, double 
   visit_dtype<kFloatTypes>(out.dtype(), "clamp backward", [&]<typename T>() {
     using C = compute_t<T>;
     const C l = static_cast<C>(lo), h = static_cast<C>(hi);
-    map<T, T, T>(out, [l, h](C gv, C v) { return (v >= l && v <= h) ? gv : C(0); }, g, x);
+    map_fast<T, T, T>(out, [l, h](C gv, C v) MANTISSA_KERNEL_LAMBDA { return (v >= l && v <= h) ? gv : C(0); }, g, x);
   });
 }
 

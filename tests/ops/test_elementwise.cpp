@@ -3,6 +3,7 @@
 // operators, gradient conventions (ties, masks) and values computed by PyTorch.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -210,6 +211,70 @@ TEST(ElementwiseRounding, F16AndBF16RoundOnceToNearestEven) {
   // F16 multiply of 0.1 * 3 is computed in F32 and rounded once.
   const float p = static_cast<float>(Half(0.1)) * 3.0f;
   EXPECT_EQ(to_vector<Half>(mul(of({0.1}, DType::F16), of({3}, DType::F16)))[0].bits, Half(p).bits);
+}
+
+TEST(ElementwiseRounding, F16FlatPathIsBitExactOnEveryValue) {
+  // Every F16 bit pattern (subnormals, Inf, NaN included) against a per-element reference in
+  // F32 rounded once; 65536 + 3 elements also exercise the parallel split and the vector tails.
+  const int64_t n = 65536 + 3;
+  std::vector<Half> a(n), b(n);
+  for (int64_t i = 0; i < n; ++i) {
+    a[i] = Half::from_bits(static_cast<uint16_t>(i));
+    b[i] = Half::from_bits(static_cast<uint16_t>((i * 7919) & 0xffff));
+  }
+  Tensor ta = empty({n}, DType::F16), tb = empty({n}, DType::F16);
+  std::copy(a.begin(), a.end(), ta.data<Half>());
+  std::copy(b.begin(), b.end(), tb.data<Half>());
+  std::vector<Half> s = to_vector<Half>(add(ta, tb)), m = to_vector<Half>(mul(ta, tb));
+  std::vector<Half> e = to_vector<Half>(exp(ta));
+  std::vector<float> e32 = to_vector<float>(exp(ta.to(DType::F32)));
+  std::vector<bool> lt_ab = to_vector<bool>(lt(ta, tb));
+  auto same = [](Half x, float ref) {
+    const Half r(ref);
+    return x.bits == r.bits || (is_nan(x) && is_nan(r));
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = a[i], y = b[i];
+    ASSERT_TRUE(same(s[i], x + y)) << i;
+    ASSERT_TRUE(same(m[i], x * y)) << i;
+    ASSERT_TRUE(same(e[i], e32[i])) << i;
+    ASSERT_EQ(lt_ab[i], x < y) << i;
+  }
+}
+
+// Error of a float result in units of the last place of the correctly rounded value.
+double ulps(float got, double exact) {
+  const float rounded = static_cast<float>(exact);
+  if (std::isinf(rounded) || exact == 0) return got == rounded ? 0 : 1e9;
+  const double ulp = std::nextafter(std::fabs(rounded), std::numeric_limits<float>::infinity()) - std::fabs(rounded);
+  return std::fabs(static_cast<double>(got) - exact) / ulp;
+}
+
+TEST(ElementwiseAccuracy, F32ExpAndSigmoidWithinAFewUlpsEverywhere) {
+  // Every 4099th float bit pattern (both signs, subnormals to Inf) plus the edges of the range.
+  std::vector<float> x;
+  for (uint64_t u = 0; u <= 0xffffffffull; u += 4099) {
+    const float v = std::bit_cast<float>(static_cast<uint32_t>(u));
+    if (!std::isnan(v)) x.push_back(v);
+  }
+  for (float v : {0.0f, -0.0f, 1.0f, 88.72283f, 88.72284f, -87.33654f, -103.2789f, -103.9721f, -104.0f, 89.0f,
+                  std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+    x.push_back(v);
+  }
+  const int64_t n = static_cast<int64_t>(x.size());
+  Tensor t = from_vector(x, {n});
+  std::vector<float> e = to_vector<float>(exp(t)), s = to_vector<float>(sigmoid(t));
+  double worst_exp = 0, worst_sig = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double xd = x[i];
+    worst_exp = std::max(worst_exp, ulps(e[i], std::exp(xd)));
+    worst_sig = std::max(worst_sig, ulps(s[i], xd >= 0 ? 1 / (1 + std::exp(-xd)) : std::exp(xd) / (1 + std::exp(xd))));
+  }
+  EXPECT_LE(worst_exp, 1.0);
+  EXPECT_LE(worst_sig, 3.0);
+  EXPECT_EQ(to_vector<float>(exp(f32({0})))[0], 1.0f);
+  EXPECT_TRUE(std::isnan(to_vector<float>(exp(f32({std::numeric_limits<float>::quiet_NaN()})))[0]));
+  EXPECT_TRUE(std::isnan(to_vector<float>(exp(f32({-std::numeric_limits<float>::quiet_NaN()})))[0]));
 }
 
 TEST(ElementwiseErrors, BroadcastMessageNamesBothShapes) {
