@@ -15,6 +15,6 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   data_ = kernels::device_alloc(device, nbytes);
 }
 
-Storage::~Storage() { kernels::device_free(device_, data_); }
+Storage::~Storage() { kernels::device_free(device_, data_, nbytes_); }
 
 }  // namespace mantissa

@@ -5,12 +5,11 @@
 #include <new>
 
 #include "core/error.h"
+#include "core/kernels/cpu_allocator.h"
 
 namespace mantissa::kernels {
 
 namespace {
-constexpr size_t kCpuAlignment = 64;
-
 #ifndef MANTISSA_HAVE_CUDA
 [[noreturn]] void no_cuda(const char* what) {
   MANTISSA_ERROR(what, ": Mantissa was built without CUDA (configure with -DMANTISSA_CUDA=ON on a machine with nvcc)");
@@ -20,11 +19,7 @@ constexpr size_t kCpuAlignment = 64;
 
 void* device_alloc(const Device& device, size_t nbytes) {
   if (device.is_cpu()) {
-    size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    if (rounded == 0) rounded = kCpuAlignment;
-    void* p = std::aligned_alloc(kCpuAlignment, rounded);
-    MANTISSA_CHECK(p != nullptr, "allocate: out of CPU memory allocating ", nbytes, " bytes");
-    return p;
+    return cpu_alloc(nbytes);
   }
 #ifdef MANTISSA_HAVE_CUDA
   return cuda_alloc(device.index, nbytes);
@@ -33,10 +28,10 @@ void* device_alloc(const Device& device, size_t nbytes) {
 #endif
 }
 
-void device_free(const Device& device, void* ptr) {
+void device_free(const Device& device, void* ptr, size_t nbytes) {
   if (ptr == nullptr) return;
   if (device.is_cpu()) {
-    std::free(ptr);
+    cpu_free(ptr, nbytes);
     return;
   }
 #ifdef MANTISSA_HAVE_CUDA

@@ -9,7 +9,7 @@
 namespace mantissa::kernels {
 
 void* device_alloc(const Device& device, size_t nbytes);
-void device_free(const Device& device, void* ptr);
+void device_free(const Device& device, void* ptr, size_t nbytes);
 // Copies nbytes between any two devices; synchronous with respect to the host.
 void copy_bytes(void* dst, const Device& dst_device, const void* src, const Device& src_device, size_t nbytes);
 void zero_bytes(void* dst, const Device& device, size_t nbytes);
