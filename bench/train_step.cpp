@@ -1,7 +1,8 @@
 // Training-step benchmark: one full step (zero_grad, forward, cross-entropy, backward, optimizer
 // step) of the MNIST example's networks on a fixed random batch of MNIST shape, timed after a
-// warm-up. Prints one JSON object: ms per step (best and median of repeats), images/s, peak RSS
-// and heap allocations (operator new) per warmed-up step.
+// warm-up. Prints one JSON object: ms per step (best and median of repeats), images/s, peak RSS,
+// C++ heap allocations (operator new) and large blocks the CPU allocator could not serve from
+// its cache (fresh_blocks_per_step), both per warmed-up step.
 // Peer: bench/peers/torch_train_step.py runs the identical step in PyTorch.
 //   train_step --model mlp|cnn --batch-size 64 --optimizer adam --threads 2 --steps 50 --warmup 10
 #include <omp.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/generator.h"
+#include "core/kernels/cpu_allocator.h"
 #include "core/kernels/device_memory.h"
 #include "examples/common/mnist_nets.h"
 #include "optim/optim.h"
@@ -128,6 +130,7 @@ int main(int argc, char** argv) {
 
     std::vector<double> per_step;
     const int64_t news_before = g_news.load();
+    const size_t misses_before = kernels::cpu_allocator_stats().misses;
     for (int64_t r = 0; r < a.repeats; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       for (int64_t s = 0; s < a.steps; ++s) step();
@@ -136,6 +139,8 @@ int main(int argc, char** argv) {
     }
     const double news_per_step =
         static_cast<double>(g_news.load() - news_before) / static_cast<double>(a.steps * a.repeats);
+    const double misses_per_step = static_cast<double>(kernels::cpu_allocator_stats().misses - misses_before) /
+                                   static_cast<double>(a.steps * a.repeats);
     std::sort(per_step.begin(), per_step.end());
     const double best = per_step.front(), median = per_step[per_step.size() / 2];
     rusage ru{};
@@ -143,10 +148,11 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"impl\": \"mantissa\", \"model\": \"%s\", \"batch_size\": %lld, \"optimizer\": \"%s\", \"device\": \"%s\", "
         "\"threads\": %d, \"steps\": %lld, \"repeats\": %lld, \"ms_per_step\": %.3f, \"median_ms_per_step\": %.3f, "
-        "\"images_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"allocs_per_step\": %.1f, \"loss\": %.4f}\n",
+        "\"images_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"allocs_per_step\": %.1f, \"fresh_blocks_per_step\": %.2f, "
+        "\"loss\": %.4f}\n",
         a.model.c_str(), static_cast<long long>(a.batch_size), a.optimizer.c_str(), a.device.c_str(), a.threads,
         static_cast<long long>(a.steps), static_cast<long long>(a.repeats), best * 1e3, median * 1e3,
-        static_cast<double>(a.batch_size) / best, static_cast<double>(ru.ru_maxrss) / 1024.0, news_per_step, last_loss);
+        static_cast<double>(a.batch_size) / best, static_cast<double>(ru.ru_maxrss) / 1024.0, news_per_step, misses_per_step, last_loss);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_step: error: %s\n", e.what());
     return 1;
