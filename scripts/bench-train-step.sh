@@ -37,7 +37,7 @@ for cfg in $CONFIGS; do
   model=${cfg%%:*}
   batch=${cfg##*:}
   # The cnn step is ~20x the mlp's: fewer steps keep each round around a few seconds.
-  if [ "$model" = cnn ]; then steps=5; warmup=2; else steps=50; warmup=10; fi
+  if [ "$model" = cnn ]; then steps=10; warmup=3; else steps=50; warmup=10; fi
   args=(--model "$model" --batch-size "$batch" --optimizer "$OPTIMIZER" --threads "$THREADS"
         --steps "$steps" --warmup "$warmup" --repeats 3)
   for _ in $(seq "$ROUNDS"); do
