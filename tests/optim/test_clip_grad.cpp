@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/golden.h"
+
 #include "optim/clip_grad.h"
 
 namespace mantissa::optim {
@@ -18,14 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-const json& golden() {
-  static const json j = [] {
-    std::ifstream f(std::string(MANTISSA_GOLDEN_DIR) + "/optim.json");
-    EXPECT_TRUE(f.good()) << "cannot open " << MANTISSA_GOLDEN_DIR << "/optim.json";
-    return json::parse(f);
-  }();
-  return j;
-}
+const json& golden() { return mantissa::testing::golden_json("optim.json"); }
 
 std::vector<std::string> case_names() {
   std::vector<std::string> names;

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/golden.h"
+
 #include "autograd/grad_mode.h"
 #include "optim/optim.h"
 
@@ -40,14 +42,7 @@ namespace {
 
 using nlohmann::json;
 
-const json& golden() {
-  static const json j = [] {
-    std::ifstream f(std::string(MANTISSA_GOLDEN_DIR) + "/optim.json");
-    EXPECT_TRUE(f.good()) << "cannot open " << MANTISSA_GOLDEN_DIR << "/optim.json";
-    return json::parse(f);
-  }();
-  return j;
-}
+const json& golden() { return mantissa::testing::golden_json("optim.json"); }
 
 const json& optimizer_case(const std::string& name) {
   for (const json& c : golden()["optimizers"])

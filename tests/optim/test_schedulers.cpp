@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/golden.h"
+
 #include "optim/optim.h"
 
 namespace mantissa::optim {
@@ -19,14 +21,7 @@ namespace {
 
 using nlohmann::json;
 
-const json& golden() {
-  static const json j = [] {
-    std::ifstream f(std::string(MANTISSA_GOLDEN_DIR) + "/optim.json");
-    EXPECT_TRUE(f.good()) << "cannot open " << MANTISSA_GOLDEN_DIR << "/optim.json";
-    return json::parse(f);
-  }();
-  return j;
-}
+const json& golden() { return mantissa::testing::golden_json("optim.json"); }
 
 std::unique_ptr<LRScheduler> make_scheduler(const std::string& name, Optimizer& opt) {
   if (name == "steplr") return std::make_unique<StepLR>(opt, 3, 0.5);
