@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <tuple>
@@ -117,7 +118,7 @@ OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<Shape, N>& s
       }
     }
     MANTISSA_CHECK(c.ndim < kMaxDims, op, ": CUDA kernels take at most ", kMaxDims,
-                   " non-mergeable dims, got a tensor of shape ", shape);
+                   " non-mergeable dims, got a tensor of shape ", shape_str(shape));
     c.sizes[c.ndim] = shape[d];
     for (int k = 0; k < N; ++k) c.strides[k][c.ndim] = strides[k][d];
     ++c.ndim;
