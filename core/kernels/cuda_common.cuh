@@ -4,11 +4,13 @@
 // rounded once on store, a flat vectorized path for contiguous 16-byte-aligned operands).
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -64,15 +66,60 @@ template <> struct DevCompute<Half> { using type = float; };
 template <> struct DevCompute<BFloat16> { using type = float; };
 template <typename T> using dev_compute_t = typename DevCompute<T>::type;
 
+// F16 through the conversion hardware: cvt.f32.f16 is exact, and cvt.rn.f16.f32 rounds to
+// nearest even, keeps subnormals and overflows to Inf, exactly like half.h. NaNs take half.h's
+// path so their payload bits match the CPU's bit for bit. (BF16 stays in half.h: its rounding
+// is a single integer add, and CUDA's BF16 NaN differs from ours.)
+__device__ __forceinline__ float half_to_float(Half h) {
+  if ((h.bits & 0x7fffu) > 0x7c00u) return static_cast<float>(h);
+  return __half2float(__ushort_as_half(h.bits));
+}
+__device__ __forceinline__ Half float_to_half(float f) {
+  if (f != f) return Half(f);
+  return Half::from_bits(__half_as_ushort(__float2half_rn(f)));
+}
+
+template <typename V>
+inline constexpr bool is_float_like_v =
+    std::is_floating_point_v<V> || std::is_same_v<V, Half> || std::is_same_v<V, BFloat16>;
+
+// Float -> integer as the CPU copy does it: truncation toward zero, NaN -> 0, saturation at
+// the integer type's range (C++ leaves the out-of-range cases undefined, and PTX would convert
+// through a 32-bit register and wrap for 8-bit types).
+template <typename T, typename V>
+__device__ __forceinline__ T float_to_int(V v) {
+  using C = std::conditional_t<std::is_same_v<V, double>, double, float>;
+  const C x = static_cast<C>(v);
+  if (x != x) return T(0);
+  if (x <= static_cast<C>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+  if (x >= static_cast<C>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  return static_cast<T>(x);
+}
+
 template <typename T>
 __device__ __forceinline__ dev_compute_t<T> load(const T* p) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) return static_cast<float>(*p);
+  if constexpr (std::is_same_v<T, Half>) return half_to_float(*p);
+  else if constexpr (std::is_same_v<T, BFloat16>) return static_cast<float>(*p);
   else return *p;
 }
+// Rounds v once into T: a double goes straight to F16/BF16 (no double rounding through float);
+// floating values stored into integers saturate (float_to_int).
 template <typename T, typename V>
 __device__ __forceinline__ void store(T* p, V v) {
-  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) *p = T(static_cast<float>(v));
-  else *p = static_cast<T>(v);
+  if constexpr (std::is_same_v<T, Half>) {
+    if constexpr (std::is_same_v<V, double>) *p = Half(v);
+    else *p = float_to_half(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<T, BFloat16>) {
+    if constexpr (std::is_same_v<V, double>) *p = BFloat16(v);
+    else *p = BFloat16(static_cast<float>(v));
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && is_float_like_v<V>) {
+    *p = float_to_int<T>(v);
+  } else if constexpr (std::is_same_v<T, bool> && is_float_like_v<V>) {
+    using C = std::conditional_t<std::is_same_v<V, double>, double, float>;
+    *p = static_cast<C>(v) != C(0);  // NaN is true, as in C++ and on the CPU
+  } else {
+    *p = static_cast<T>(v);
+  }
 }
 
 // ---- strided indexing -------------------------------------------------------------------
@@ -86,11 +133,15 @@ struct OffsetCalc {
   int64_t sizes[kMaxDims];
   int64_t strides[N][kMaxDims];
 
-  __device__ __forceinline__ std::array<int64_t, N> get(int64_t linear) const {
+  // Index = uint32_t when the whole shape has fewer than 2^32 elements: 32-bit division is
+  // several times cheaper than the 64-bit one the GPU emulates.
+  template <typename Index = int64_t>
+  __device__ __forceinline__ std::array<int64_t, N> get(Index linear) const {
     std::array<int64_t, N> off{};
     for (int d = ndim - 1; d >= 0; --d) {
-      int64_t i = linear % sizes[d];
-      linear /= sizes[d];
+      const Index size = static_cast<Index>(sizes[d]);
+      const int64_t i = static_cast<int64_t>(linear % size);
+      linear /= size;
 #pragma unroll
       for (int k = 0; k < N; ++k) off[k] += i * strides[k][d];
     }
@@ -144,12 +195,12 @@ __device__ __forceinline__ void map_one(F f, Out* out, const std::array<int64_t,
   store(out + off[0], f(load(in + off[I + 1])...));
 }
 
-template <typename Out, typename F, typename... In>
+template <typename Index, typename Out, typename F, typename... In>
 __global__ void map_strided_kernel(int64_t n, OffsetCalc<1 + sizeof...(In)> calc, F f, Out* out,
                                    const In*... in) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(blockDim.x) * gridDim.x) {
-    map_one(f, out, calc.get(i), std::index_sequence_for<In...>{}, in...);
+    map_one(f, out, calc.get(static_cast<Index>(i)), std::index_sequence_for<In...>{}, in...);
   }
 }
 
@@ -201,8 +252,13 @@ void cuda_map_impl(const char* op, F f, const Tensor& out, const std::array<Tens
   }
   std::array<Shape, N + 1> strides{out.strides(), broadcast_strides_to(std::get<I>(in), out.sizes())...};
   auto calc = make_offset_calc<N + 1>(out.sizes(), strides, op);
-  map_strided_kernel<Out, F, In...>
-      <<<grid_for(n), kBlock, 0, s>>>(n, calc, f, out.data<Out>(), std::get<I>(in).template data<In>()...);
+  if (n <= int64_t(UINT32_MAX)) {
+    map_strided_kernel<uint32_t, Out, F, In...>
+        <<<grid_for(n), kBlock, 0, s>>>(n, calc, f, out.data<Out>(), std::get<I>(in).template data<In>()...);
+  } else {
+    map_strided_kernel<int64_t, Out, F, In...>
+        <<<grid_for(n), kBlock, 0, s>>>(n, calc, f, out.data<Out>(), std::get<I>(in).template data<In>()...);
+  }
   MANTISSA_CUDA_LAUNCH_CHECK(op);
 }
 }  // namespace detail
