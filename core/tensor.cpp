@@ -126,7 +126,8 @@ Tensor empty_strided(const Shape& shape, const Shape& strides, TensorOptions opt
     extent += 1;
   }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(extent) * dtype_size(options.dtype_), options.device_);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(extent) * dtype_size(options.dtype_), options.device_,
+                                            options.pinned_memory_);
   impl->sizes = shape;
   impl->strides = strides;
   impl->dtype = options.dtype_;
@@ -181,6 +182,16 @@ Tensor arange(double start, double end, double step, TensorOptions options) {
   if (rg) out.requires_grad_(true);
   return out;
 }
+
+Tensor Tensor::pin_memory() const {
+  MANTISSA_CHECK(is_cpu(), "pin_memory: only CPU tensors can be pinned, got one on ", device());
+  if (is_pinned() && is_contiguous()) return *this;
+  Tensor out = empty(sizes(), TensorOptions(dtype()).pinned_memory());
+  kernels::copy(out, *this);
+  return out;
+}
+
+bool Tensor::is_pinned() const { return storage()->pinned(); }
 
 Tensor empty_like(const Tensor& t) { return empty(t.sizes(), TensorOptions(t.dtype()).device(t.device())); }
 Tensor empty_like(const Tensor& t, DType dtype) { return empty(t.sizes(), TensorOptions(dtype).device(t.device())); }

@@ -31,6 +31,7 @@ struct TensorOptions {
   DType dtype_ = DType::F32;
   Device device_ = kCPU;
   bool requires_grad_ = false;
+  bool pinned_memory_ = false;  // CPU tensors in page-locked memory (see Tensor::pin_memory)
 
   TensorOptions() = default;
   TensorOptions(DType d) : dtype_(d) {}    // NOLINT: implicit, as in libtorch
@@ -38,6 +39,7 @@ struct TensorOptions {
   TensorOptions& dtype(DType d) { dtype_ = d; return *this; }
   TensorOptions& device(Device d) { device_ = d; return *this; }
   TensorOptions& requires_grad(bool r = true) { requires_grad_ = r; return *this; }
+  TensorOptions& pinned_memory(bool p = true) { pinned_memory_ = p; return *this; }
 };
 
 struct TensorImpl {
@@ -141,6 +143,12 @@ class Tensor {
   Tensor to(Device device) const;
   Tensor to(Device device, DType dtype) const;
   Tensor cpu() const { return to(kCPU); }
+  // A contiguous copy in page-locked host memory, without autograd history (this tensor itself
+  // when it already is pinned and contiguous). Copies from pinned memory to a GPU are asynchronous on the current
+  // stream: do not write to the source until the stream is synchronized. Without a usable CUDA
+  // driver the copy is ordinary memory and is_pinned() stays false.
+  Tensor pin_memory() const;
+  bool is_pinned() const;
 
   // In-place (bump the version) --------------------------------------------------
   Tensor& copy_(const Tensor& src);    // broadcasting, dtype-converting copy

@@ -116,7 +116,9 @@ Example DataLoader::make_batch(uint64_t epoch, const std::vector<size_t>& order,
 
   const bool augment = o.random_crop_padding > 0 || o.random_flip;
   const bool normalize = !o.mean.empty();
-  if (!augment && !normalize) return b;
+  // Only CPU tensors can be pinned; a dataset that already yields device tensors is left alone.
+  auto pinned = [&](const Tensor& t) { return o.pin_memory && t.is_cpu() ? t.pin_memory() : t; };
+  if (!augment && !normalize) return {pinned(b.data), pinned(b.target)};
 
   const Tensor src = b.data.contiguous();
   MANTISSA_CHECK(src.dtype() == DType::F32 && src.is_cpu(), kWho,
@@ -131,7 +133,7 @@ Example DataLoader::make_batch(uint64_t epoch, const std::vector<size_t>& order,
   const int64_t h = src.dim() == 4 ? src.size(2) : 1;
   const int64_t w = src.dim() == 4 ? src.size(3) : (n > 0 && channels > 0 ? src.numel() / (n * channels) : 0);
 
-  Tensor out = empty(src.sizes());
+  Tensor out = empty(src.sizes(), TensorOptions().pinned_memory(o.pin_memory));
   const float* s = src.data<float>();
   float* d = out.data<float>();
   const int64_t pad = o.random_crop_padding;
@@ -168,7 +170,7 @@ Example DataLoader::make_batch(uint64_t epoch, const std::vector<size_t>& order,
       }
     }
   }
-  return {out, b.target};
+  return {out, pinned(b.target)};
 }
 
 void DataLoader::stop_worker() {

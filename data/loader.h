@@ -35,6 +35,10 @@ struct DataLoaderOptions {
   bool random_flip = false;         // flip left-right with probability 0.5
   bool prefetch = true;             // assemble batches on a background thread
   int64_t num_batches_prefetched = 2;
+  // Batches in page-locked memory (Tensor::pin_memory), so `.to(cuda)` is one asynchronous DMA
+  // on the current stream instead of a staged copy. The values are the same either way; without
+  // a usable CUDA driver the batches stay in ordinary memory.
+  bool pin_memory = false;
 
   DataLoaderOptions() = default;
   DataLoaderOptions(int64_t batch) : batch_size(batch) {}  // NOLINT: implicit, as libtorch's
@@ -51,6 +55,7 @@ struct DataLoaderOptions {
   DataLoaderOptions& set_random_flip(bool v) { random_flip = v; return *this; }
   DataLoaderOptions& set_prefetch(bool v) { prefetch = v; return *this; }
   DataLoaderOptions& set_num_batches_prefetched(int64_t v) { num_batches_prefetched = v; return *this; }
+  DataLoaderOptions& set_pin_memory(bool v) { pin_memory = v; return *this; }
 };
 
 class DataLoader {

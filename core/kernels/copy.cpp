@@ -1,3 +1,5 @@
+// CPU copy and fill, the dispatch of CUDA tensors to copy.cu, and copies between devices
+// (bytes moved once in the source dtype, converted on the destination's device).
 #include "core/kernels/copy.h"
 
 #include "core/kernels/convert.h"
@@ -27,47 +29,52 @@ bool try_convert_fast(const Tensor& dst, const Tensor& src) {
   return true;
 }
 
-template <typename D, typename S>
-D convert_value(S v) {
-  if constexpr (std::is_same_v<D, bool>) {
-    return static_cast<compute_t<S>>(v) != compute_t<S>(0);
-  } else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) {
-    if constexpr (std::is_same_v<S, double>) {
-      return D(v);  // direct from double: no double rounding through float
-    } else {
-      return D(static_cast<float>(static_cast<compute_t<S>>(v)));
-    }
-  } else if constexpr (std::is_integral_v<D> && (std::is_floating_point_v<compute_t<S>>)) {
-    // Float -> integer truncates toward zero like PyTorch; NaN/Inf/out-of-range are undefined
-    // in C++, so saturate instead of invoking UB.
-    using C = compute_t<S>;
-    C x = static_cast<C>(v);
-    if (!(x == x)) return D(0);
-    if (x <= static_cast<C>(std::numeric_limits<D>::lowest())) return std::numeric_limits<D>::lowest();
-    if (x >= static_cast<C>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
-    return static_cast<D>(x);
-  } else {
-    return static_cast<D>(static_cast<compute_t<S>>(v));
+
+// Moves src's bytes once, in src's dtype and at src's (unbroadcast) size, and leaves layout,
+// broadcasting and dtype conversion to a same-device copy on the destination: the transfer is
+// the slow part, so it carries the fewest bytes, and the conversion runs where dst lives.
+void copy_across_devices(const Tensor& dst, const Tensor& src) {
+  MANTISSA_CHECK(src.dim() <= dst.dim() && broadcast_shapes(src.sizes(), dst.sizes(), "copy") == dst.sizes(),
+                 "copy: source ", shape_str(src.sizes()), " on ", src.device(), " cannot be broadcast to destination ",
+                 shape_str(dst.sizes()), " on ", dst.device());
+  Tensor staged = src;
+  if (!src.is_contiguous()) {
+    staged = empty(src.sizes(), TensorOptions(src.dtype()).device(src.device()));
+    copy(staged, src);
   }
+  const bool direct = dst.dtype() == src.dtype() && dst.is_contiguous() && dst.sizes() == src.sizes();
+  Tensor landing = direct ? dst : empty(src.sizes(), TensorOptions(src.dtype()).device(dst.device()));
+  const size_t nbytes = staged.nbytes();
+#ifdef MANTISSA_HAVE_CUDA
+  if (src.is_cpu()) {
+    cuda::copy_host_to_device(landing.data_ptr(), dst.device().index, staged.data_ptr(), nbytes,
+                              staged.is_pinned() ? staged.storage()->data() : nullptr);
+  } else if (dst.is_cpu()) {
+    cuda::copy_device_to_host(landing.data_ptr(), staged.data_ptr(), src.device().index, nbytes, landing.is_pinned());
+  } else {
+    copy_bytes(landing.data_ptr(), landing.device(), staged.data_ptr(), staged.device(), nbytes);
+  }
+#else
+  copy_bytes(landing.data_ptr(), landing.device(), staged.data_ptr(), staged.device(), nbytes);
+#endif
+  if (!direct) copy(dst, landing);
 }
 }  // namespace
 
 void copy(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   if (dst.device() != src.device()) {
-    MANTISSA_CHECK(dst.is_contiguous() && dst.sizes() == src.sizes(), "copy: a cross-device copy from ", src.device(),
-                   " to ", dst.device(), " needs a contiguous destination of the source's shape (got ",
-                   shape_str(src.sizes()), " -> ", shape_str(dst.sizes()), ")");
-    Tensor staged = src;
-    if (src.dtype() != dst.dtype() || !src.is_contiguous()) {
-      staged = empty(src.sizes(), TensorOptions(dst.dtype()).device(src.device()));
-      copy(staged, src);
-    }
-    copy_bytes(dst.data_ptr(), dst.device(), staged.data_ptr(), staged.device(), dst.nbytes());
+    copy_across_devices(dst, src);
     return;
   }
-  MANTISSA_CHECK(dst.is_cpu(), "copy: CUDA kernels are not part of this build's CPU backend (device ", dst.device(),
-                 ")");
+  if (dst.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::copy(dst, src);
+    return;
+#else
+    MANTISSA_ERROR("copy: ", dst.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   if (try_convert_fast(dst, src)) return;
   if (dst.dtype() == src.dtype() && same_layout_contiguous(dst, src)) {
     // Split large copies across threads: one core cannot saturate memory bandwidth.
@@ -86,8 +93,14 @@ void copy(const Tensor& dst, const Tensor& src) {
 
 void fill(const Tensor& dst, double value) {
   if (dst.numel() == 0) return;
-  MANTISSA_CHECK(dst.is_cpu(), "fill: CUDA kernels are not part of this build's CPU backend (device ", dst.device(),
-                 ")");
+  if (dst.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::fill(dst, value);
+    return;
+#else
+    MANTISSA_ERROR("fill: ", dst.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   visit_dtype<kAllTypes>(dst.dtype(), "fill", [&]<typename D>() {
     const D v = convert_value<D>(value);
     map<D>(dst, [v]() { return v; });

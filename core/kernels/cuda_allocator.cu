@@ -12,7 +12,8 @@
 // Streams: a block belongs to the stream that was current when it was allocated and is reused
 // only by allocations on that same stream, so a free followed by a reuse is ordered on the GPU
 // exactly like the kernels that used it (no synchronization needed). Using a tensor on another
-// stream is safe when that stream is blocking (all streams of cuda_stream_create are).
+// stream is safe when that stream is blocking (all streams of cuda_stream_create are). When a
+// stream is destroyed (after it has drained), its blocks move to the legacy default stream.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -126,6 +127,28 @@ class DeviceCache {
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mu_);
     release_free_segments();
+  }
+
+  void retire_stream(cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (FreeSet* pool : {&small_free_, &large_free_}) {
+      std::vector<Block*> moved;
+      for (auto it = pool->begin(); it != pool->end();) {
+        if ((*it)->stream == stream) {
+          moved.push_back(*it);
+          it = pool->erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (Block* b : moved) {
+        b->stream = nullptr;
+        pool->insert(b);
+      }
+    }
+    for (auto& [ptr, b] : live_) {
+      if (b->stream == stream) b->stream = nullptr;
+    }
   }
 
   CudaMemoryStats stats() {
@@ -281,6 +304,10 @@ void cuda_free(int device, void* ptr) {
   DeviceCache* c = allocator().get(device);
   MANTISSA_ASSERT(c != nullptr, "cuda_free on device ", device);
   c->free(ptr);
+}
+
+void cuda_allocator_retire_stream(int device, void* stream) {
+  if (DeviceCache* c = allocator().get(device)) c->retire_stream(static_cast<cudaStream_t>(stream));
 }
 
 CudaMemoryStats cuda_memory_stats(int device) {

@@ -43,10 +43,13 @@ void* cuda_stream_create(int device) {
 
 void cuda_stream_destroy(int device, void* stream) {
   if (stream == nullptr || device < 0 || device >= cuda_device_count()) return;
-  // Work still queued on the stream completes; the driver releases the stream afterwards.
   int previous = 0;
   if (cudaGetDevice(&previous) != cudaSuccess) previous = device;
   if (previous != device) cudaSetDevice(device);
+  // Drain first: the allocator's blocks of this stream then belong to nobody in flight and can
+  // move to the default stream.
+  cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+  cuda_allocator_retire_stream(device, stream);
   cudaStreamDestroy(static_cast<cudaStream_t>(stream));
   if (previous != device) cudaSetDevice(previous);
   cudaGetLastError();

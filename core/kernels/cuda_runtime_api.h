@@ -21,7 +21,7 @@ void set_current_stream_handle(int device, void* stream);
 // for earlier work on the legacy default stream and the default stream waits for them, which
 // keeps the caching allocator's stream-ordered reuse safe when tensors cross streams.
 void* cuda_stream_create(int device);
-void cuda_stream_destroy(int device, void* stream);  // never throws (destructor path)
+void cuda_stream_destroy(int device, void* stream);  // drains it first; never throws
 void cuda_stream_synchronize(int device, void* stream);
 bool cuda_stream_query(int device, void* stream);    // true when all queued work has finished
 
