@@ -5,6 +5,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
 #include "autograd/ops.h"
 
@@ -64,6 +65,13 @@ struct Capture {
 std::vector<Tensor> execute(const std::vector<Edge>& roots, const std::vector<Tensor>& root_grads, bool keep_graph,
                             const std::vector<Edge>& captures) {
   NoGradGuard no_grad;
+  // Backward formulas run in the dtypes the forward chose: autocast is off while they run, even
+  // when backward() is called inside an autocast region.
+  struct AutocastOff {
+    int saved = detail::autocast_enabled_devices;
+    AutocastOff() { detail::autocast_enabled_devices = 0; }
+    ~AutocastOff() { detail::autocast_enabled_devices = saved; }
+  } autocast_off;
   const bool capturing = !captures.empty();
 
   // Dependencies: how many edges point at each node from the part of the graph we run.

@@ -29,8 +29,10 @@ void with_contiguous(const Tensor& g, const F& f, bool write_back) {
 void check_grad(const Tensor& g, size_t i, const char* op) {
   MANTISSA_CHECK(g.is_floating_point(), op, ": the gradient of parameter ", i, " has dtype ", g.dtype(),
                  "; expected a floating dtype");
+#ifndef MANTISSA_HAVE_CUDA
   MANTISSA_CHECK(g.is_cpu(), op, ": the gradient of parameter ", i, " is on ", g.device(),
-                 "; the CUDA clipping kernels are not available in this build");
+                 "; CUDA tensors need a build with CUDA (configure with -DMANTISSA_CUDA=ON)");
+#endif
 }
 
 }  // namespace

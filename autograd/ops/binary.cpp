@@ -3,6 +3,7 @@
 // core/kernels/elementwise.h, and each backward formula right under its forward.
 #include <cmath>
 
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
@@ -91,6 +92,7 @@ void check_alpha(const char* op, DType dt, double alpha) {
 
 // add / sub -----------------------------------------------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+  if (auto c = autograd::autocast(OpId::add, a, b)) return add((*c)[0], (*c)[1], alpha);
   Operands o = prepare("add", a, b, result_type(a, b));
   check_alpha("add", o.dtype, alpha);
   Tensor out = binary_forward(BinaryOp::Add, o, alpha);
@@ -103,6 +105,7 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
+  if (auto c = autograd::autocast(OpId::sub, a, b)) return sub((*c)[0], (*c)[1], alpha);
   Operands o = prepare("sub", a, b, result_type(a, b));
   MANTISSA_CHECK(o.dtype != DType::Bool, "sub: subtracting two Bool tensors (", shape_str(a.sizes()), " and ",
                  shape_str(b.sizes()), ") is not supported; to invert a mask use logical_not or eq(mask, false)");
@@ -118,6 +121,7 @@ Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
 
 // mul / div -----------------------------------------------------------------------------------
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::mul, a, b)) return mul((*c)[0], (*c)[1]);
   Operands o = prepare("mul", a, b, result_type(a, b));
   Tensor out = binary_forward(BinaryOp::Mul, o);
   if (autograd::needs_grad(a, b)) {
@@ -131,6 +135,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::div, a, b)) return div((*c)[0], (*c)[1]);
   // Integer (and Bool) division is true division, in F32 as PyTorch's default dtype.
   DType dt = result_type(a, b);
   if (!is_floating(dt)) dt = DType::F32;
@@ -149,6 +154,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 // pow -----------------------------------------------------------------------------------------
 Tensor pow(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::pow, a, b)) return pow((*c)[0], (*c)[1]);
   Operands o = prepare("pow", a, b, result_type(a, b));
   MANTISSA_CHECK(o.dtype != DType::Bool, "pow: not supported for two Bool tensors (shapes ", shape_str(a.sizes()),
                  " and ", shape_str(b.sizes()), ")");
@@ -167,6 +173,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& a, double exponent) {
+  if (auto c = autograd::autocast(OpId::pow, a)) return pow((*c)[0], exponent);
   DType dt = scalar_result_type(a, exponent);
   MANTISSA_CHECK(is_floating(dt) || exponent >= 0, "pow: integers to negative integer powers are not allowed (dtype ",
                  a.dtype(), ", exponent ", exponent, ")");
@@ -189,6 +196,7 @@ Tensor pow(const Tensor& a, double exponent) {
 namespace {
 Tensor extremum(OpId id, BinaryOp op, BinaryGradOp self_grad, BinaryGradOp other_grad, const char* name,
                 const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(id, a, b)) return extremum(id, op, self_grad, other_grad, name, (*c)[0], (*c)[1]);
   Operands o = prepare(name, a, b, result_type(a, b));
   Tensor out = binary_forward(op, o);
   if (autograd::needs_grad(a, b)) {
@@ -221,6 +229,7 @@ namespace {
 // x op s, or s op x when scalar_first. The scalar never becomes a tensor: it is applied in the
 // compute type (F32 for F16/BF16 tensors), so the result is rounded once.
 Tensor scalar_op(OpId id, BinaryOp op, const char* name, const Tensor& x, double s, bool scalar_first = false) {
+  if (auto c = autograd::autocast(id, x)) return scalar_op(id, op, name, (*c)[0], s, scalar_first);
   DType dt = scalar_result_type(x, s);
   if (op == BinaryOp::Div && !is_floating(dt)) dt = DType::F32;
   MANTISSA_CHECK(!(op == BinaryOp::Sub && dt == DType::Bool), name,
@@ -266,6 +275,7 @@ Tensor div(const Tensor& a, double b) { return scalar_op(OpId::div, BinaryOp::Di
 
 // where ---------------------------------------------------------------------------------------
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::where, cond, a, b)) return where((*c)[0], (*c)[1], (*c)[2]);
   MANTISSA_CHECK(cond.dtype() == DType::Bool, "where: the condition must be a Bool tensor (got ", cond.dtype(),
                  " of shape ", shape_str(cond.sizes()), "); compare it first, e.g. ne(cond, 0)");
   check_devices("where", cond, a);
@@ -288,12 +298,14 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 // Comparisons: Bool results, never recorded ---------------------------------------------------
 namespace {
 Tensor compare_op(CompareOp op, const char* name, const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::compare, a, b)) return compare_op(op, name, (*c)[0], (*c)[1]);
   Operands o = prepare(name, a, b, result_type(a, b));
   Tensor out = new_output(o.shape, DType::Bool, a);
   kernels::compare(op, out, o.a, o.b);
   return out;
 }
 Tensor compare_scalar_op(CompareOp op, const Tensor& a, double s) {
+  if (auto c = autograd::autocast(OpId::compare, a)) return compare_scalar_op(op, (*c)[0], s);
   Tensor out = new_output(a.sizes(), DType::Bool, a);
   kernels::compare_scalar(op, out, a, s);
   return out;

@@ -1,7 +1,9 @@
 // conv2d: argument checks (shapes, groups, padded size, dtypes), the forward through
 // kernels::conv2d_forward and the backward (input, weight and bias gradients) right under it.
 // Accepts [N, C, H, W] or unbatched [C, H, W] input, like PyTorch.
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/conv.h"
 
@@ -35,6 +37,7 @@ kernels::Conv2dParams conv_params(const Conv2dOptions& o) {
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
+  if (auto c = autograd::autocast(OpId::conv2d, x, weight, bias)) return conv2d((*c)[0], (*c)[1], (*c)[2], options);
   MANTISSA_CHECK(x.defined() && weight.defined(), "conv2d: got an undefined input or weight");
   const kernels::Conv2dParams p = conv_params(options);
   MANTISSA_CHECK(x.dim() == 3 || x.dim() == 4, "conv2d: expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got shape ",
@@ -50,7 +53,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                  " (there is no implicit promotion; cast with .to())");
   MANTISSA_CHECK(is_floating(x.dtype()), "conv2d: dtype ", dtype_name(x.dtype()),
                  " is not supported (expected one of F64, F32, F16, BF16)");
-  MANTISSA_CHECK(x.is_cpu(), "conv2d: the CUDA kernel is not available in this build (tensors on ", x.device(), ")");
+  autograd::check_backend(x, "conv2d");
 
   const Shape x4 = x.dim() == 4 ? x.sizes() : Shape{1, x.size(0), x.size(1), x.size(2)};
   const int64_t n = x4[0], c = x4[1], h = x4[2], w = x4[3];

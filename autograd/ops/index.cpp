@@ -1,7 +1,9 @@
 // Dropout, embedding, joining (cat, stack) and indexing (index_select, gather). Every index is
 // range-checked before a kernel reads memory with it; backward passes split the gradient
 // (joins) or scatter-add it into zeros accumulated in F32 for F16/BF16 (indexing).
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
 #include "core/kernels/index.h"
@@ -14,7 +16,7 @@ using autograd::SavedTensor;
 namespace {
 
 void check_cpu(const Tensor& t, const char* op) {
-  MANTISSA_CHECK(!t.is_cuda(), op, ": the CUDA kernel is not available in this build (tensor on ", t.device(), ")");
+  autograd::check_backend(t, op);
 }
 
 Tensor dense(const Tensor& x) {
@@ -42,6 +44,7 @@ DType grad_acc_dtype(DType t) { return is_low_precision(t) ? DType::F32 : t; }
 
 // Dropout --------------------------------------------------------------------------------------
 Tensor dropout(const Tensor& x, double p, bool training) {
+  if (auto c = autograd::autocast(OpId::dropout, x)) return dropout((*c)[0], p, training);
   MANTISSA_CHECK(x.defined(), "dropout: the input is an undefined tensor");
   MANTISSA_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1] (got ", p, ")");
   if (!training || p == 0.0 || x.numel() == 0) return x;
@@ -58,7 +61,7 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   }
   // The mask draws in F32 for every dtype (random.cpp), so one seed gives one mask whatever
   // the dtype or device.
-  Tensor mask = bernoulli(x.sizes(), 1.0 - p, TensorOptions(x.dtype()), nullptr);
+  Tensor mask = bernoulli(x.sizes(), 1.0 - p, TensorOptions(x.dtype()).device(x.device()), nullptr);
   const double scale = 1.0 / (1.0 - p);
   Tensor y = empty(x.sizes(), x.dtype());
   kernels::dropout_apply(y, x, mask, scale);
@@ -75,6 +78,7 @@ Tensor dropout(const Tensor& x, double p, bool training) {
 
 // Embedding ------------------------------------------------------------------------------------
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  if (auto c = autograd::autocast(OpId::embedding, weight)) return embedding((*c)[0], indices);
   MANTISSA_CHECK(weight.defined(), "embedding: weight is an undefined tensor");
   MANTISSA_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [num_embeddings, embedding_dim], got shape ",
                  shape_str(weight.sizes()));
@@ -104,6 +108,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 
 // Joining --------------------------------------------------------------------------------------
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (auto c = autograd::autocast_list(OpId::cat, tensors)) return cat(*c, dim);
   MANTISSA_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   // Legacy rule kept by PyTorch: 1-D empty tensors ([0]) are skipped whatever the other shapes.
   auto skipped = [](const Tensor& t) { return t.dim() == 1 && t.size(0) == 0; };
@@ -167,6 +172,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (auto c = autograd::autocast_list(OpId::stack, tensors)) return stack(*c, dim);
   MANTISSA_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i)
     MANTISSA_CHECK(tensors[i].defined(), "stack: tensor ", i, " is an undefined tensor");
@@ -200,6 +206,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 
 // Indexing -------------------------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  if (auto c = autograd::autocast(OpId::index_select, x)) return index_select((*c)[0], dim, index);
   MANTISSA_CHECK(x.defined(), "index_select: the input is an undefined tensor");
   check_index_tensor(index, "index_select", "index");
   MANTISSA_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got shape ", shape_str(index.sizes()));
@@ -232,6 +239,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  if (auto c = autograd::autocast(OpId::gather, x)) return gather((*c)[0], dim, index);
   MANTISSA_CHECK(x.defined(), "gather: the input is an undefined tensor");
   check_index_tensor(index, "gather", "index");
   MANTISSA_CHECK(index.dim() == x.dim() || (x.dim() <= 1 && index.dim() <= 1), "gather: index ",

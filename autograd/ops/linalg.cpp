@@ -1,7 +1,9 @@
 // matmul, mm, bmm and linear: argument checks, torch.matmul's promotion rules (1-D operands,
 // broadcast batch dims), the forward through kernels::matmul and the backward formulas. Operands
 // must share one floating dtype: like PyTorch, there is no implicit promotion.
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/matmul.h"
 
@@ -21,7 +23,7 @@ void check_operand_pair(const char* op, const Tensor& a, const Tensor& b) {
                  " (there is no implicit promotion; cast one with .to())");
   MANTISSA_CHECK(is_floating(a.dtype()), op, ": dtype ", dtype_name(a.dtype()),
                  " is not supported (expected one of F64, F32, F16, BF16)");
-  MANTISSA_CHECK(a.is_cpu(), op, ": the CUDA kernel is not available in this build (operands on ", a.device(), ")");
+  autograd::check_backend(a, op);
 }
 
 void check_inner(const char* op, const Tensor& a, const Tensor& b, int64_t ka, int64_t kb) {
@@ -125,6 +127,7 @@ std::vector<Tensor> matmul_backward(const Tensor& g, const Tensor& a, const Tens
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::matmul, a, b)) return matmul((*c)[0], (*c)[1]);
   check_operand_pair("matmul", a, b);
   MANTISSA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need at least 1 dimension, got shapes ",
                  shape_str(a.sizes()), " and ", shape_str(b.sizes()));
@@ -134,11 +137,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const bool need_a = a.requires_grad(), need_b = b.requires_grad();
     record(OpId::matmul, {a, b}, {out},
            [sa = need_b ? SavedTensor(a) : SavedTensor(), sb = need_a ? SavedTensor(b) : SavedTensor(), need_a,
-            need_b, a_shape = a.sizes(), b_shape = b.sizes(), dtype = a.dtype()](
+            need_b, a_shape = a.sizes(), b_shape = b.sizes(), dtype = a.dtype(), dev = a.device()](
                const std::vector<Tensor>& g) -> std::vector<Tensor> {
              // The operand a gradient does not read is only needed for its shape.
-             Tensor A = need_b ? sa.unpack() : empty(a_shape, TensorOptions(dtype));
-             Tensor B = need_a ? sb.unpack() : empty(b_shape, TensorOptions(dtype));
+             Tensor A = need_b ? sa.unpack() : empty(a_shape, TensorOptions(dtype).device(dev));
+             Tensor B = need_a ? sb.unpack() : empty(b_shape, TensorOptions(dtype).device(dev));
              return matmul_backward(g[0], A, B, need_a, need_b);
            });
   }
@@ -146,6 +149,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mm(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::mm, a, b)) return mm((*c)[0], (*c)[1]);
   check_operand_pair("mm", a, b);
   MANTISSA_CHECK(a.dim() == 2 && b.dim() == 2, "mm: expected two 2-D tensors, got shapes ", shape_str(a.sizes()),
                  " and ", shape_str(b.sizes()));
@@ -166,6 +170,7 @@ Tensor mm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (auto c = autograd::autocast(OpId::bmm, a, b)) return bmm((*c)[0], (*c)[1]);
   check_operand_pair("bmm", a, b);
   MANTISSA_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected two 3-D tensors, got shapes ", shape_str(a.sizes()),
                  " and ", shape_str(b.sizes()));
@@ -188,6 +193,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (auto c = autograd::autocast(OpId::linear, x, weight, bias)) return linear((*c)[0], (*c)[1], (*c)[2]);
   MANTISSA_CHECK(x.defined() && weight.defined(), "linear: got an undefined input or weight");
   MANTISSA_CHECK(weight.dim() == 2, "linear: weight must be 2-D [out_features, in_features], got shape ",
                  shape_str(weight.sizes()));
@@ -202,7 +208,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                  " (there is no implicit promotion; cast with .to())");
   MANTISSA_CHECK(is_floating(x.dtype()), "linear: dtype ", dtype_name(x.dtype()),
                  " is not supported (expected one of F64, F32, F16, BF16)");
-  MANTISSA_CHECK(x.is_cpu(), "linear: the CUDA kernel is not available in this build (tensors on ", x.device(), ")");
+  autograd::check_backend(x, "linear");
   const int64_t out_f = weight.size(0), in_f = weight.size(1);
   MANTISSA_CHECK(x.size(-1) == in_f, "linear: input ", shape_str(x.sizes()), " does not match weight ",
                  shape_str(weight.sizes()), " (in_features ", in_f, ")");

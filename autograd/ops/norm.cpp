@@ -1,7 +1,9 @@
 // Normalization ops: batch_norm (training statistics + in-place running-stat update, or eval
 // with running stats) and layer_norm over trailing dims. Statistics live in F32 (F64 for F64)
 // whatever the input dtype, so F16/BF16 activations may come with F32 parameters and stats.
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
 #include "core/kernels/norm.h"
@@ -30,8 +32,8 @@ Tensor to_acc(const Tensor& t, DType acc) {
 }
 
 void check_cpu(const Tensor& t, const char* op, const char* what) {
-  MANTISSA_CHECK(!t.is_cuda(), op, ": the CUDA kernel is not available in this build (", what, " is on ",
-                 t.device(), ")");
+  (void)what;
+  autograd::check_backend(t, op);
 }
 
 // weight/bias/running stats of batch_norm: optional, floating, [C], on x's device.
@@ -48,6 +50,9 @@ void check_channel_vector(const Tensor& t, const char* what, int64_t channels, c
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, bool training, double momentum, double eps) {
+  // Running statistics are never cast: the update must land in the module's own buffers.
+  if (auto c = autograd::autocast(OpId::batch_norm, x, weight, bias))
+    return batch_norm((*c)[0], (*c)[1], (*c)[2], running_mean, running_var, training, momentum, eps);
   MANTISSA_CHECK(x.defined(), "batch_norm: the input is an undefined tensor");
   MANTISSA_CHECK(x.dim() >= 2, "batch_norm: expected an input of at least 2 dims [N, C, ...], got shape ",
                  shape_str(x.sizes()));
@@ -116,6 +121,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  if (auto c = autograd::autocast(OpId::layer_norm, x, weight, bias))
+    return layer_norm((*c)[0], normalized_shape, (*c)[1], (*c)[2], eps);
   MANTISSA_CHECK(x.defined(), "layer_norm: the input is an undefined tensor");
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   MANTISSA_CHECK(k >= 1, "layer_norm: normalized_shape must have at least one dimension (got [])");

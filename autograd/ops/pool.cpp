@@ -1,7 +1,9 @@
 // max_pool2d, avg_pool2d and adaptive_avg_pool2d: PyTorch's argument rules (stride defaults to
 // the kernel, padding at most half the kernel, ceil_mode), the forward through core/kernels/pool
 // and the backward (max pooling routes to the argmax saved by the forward).
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/pool.h"
 
@@ -24,7 +26,7 @@ Shape pool_input_shape(const char* op, const Tensor& x) {
                  shape_str(x.sizes()));
   MANTISSA_CHECK(is_floating(x.dtype()), op, ": dtype ", dtype_name(x.dtype()),
                  " is not supported (expected one of F64, F32, F16, BF16)");
-  MANTISSA_CHECK(x.is_cpu(), op, ": the CUDA kernel is not available in this build (input on ", x.device(), ")");
+  autograd::check_backend(x, op);
   const Shape s = x.dim() == 4 ? x.sizes() : Shape{1, x.size(0), x.size(1), x.size(2)};
   MANTISSA_CHECK(s[1] > 0 && s[2] > 0 && s[3] > 0, op, ": expected non-zero channels, height and width, got input ",
                  shape_str(x.sizes()));
@@ -65,18 +67,19 @@ Shape out_shape(const Tensor& x, const Shape& out4) {
 
 Tensor max_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
                   std::vector<int64_t> padding, bool ceil_mode) {
+  if (auto c = autograd::autocast(OpId::max_pool2d, x)) return max_pool2d((*c)[0], kernel, stride, padding, ceil_mode);
   const Shape x4 = pool_input_shape("max_pool2d", x);
   const kernels::Pool2dParams p = pool_params("max_pool2d", x4, kernel, stride, padding, ceil_mode);
   const Shape o4{x4[0], x4[1], kernels::pool_output_size(x4[2], p.kernel_h, p.stride_h, p.pad_h, ceil_mode),
                  kernels::pool_output_size(x4[3], p.kernel_w, p.stride_w, p.pad_w, ceil_mode)};
-  Tensor out4 = empty(o4, TensorOptions(x.dtype()));
-  Tensor indices = empty(o4, TensorOptions(DType::I64));
+  Tensor out4 = empty(o4, TensorOptions(x.dtype()).device(x.device()));
+  Tensor indices = empty(o4, TensorOptions(DType::I64).device(x.device()));
   kernels::max_pool2d_forward(out4, indices, x.detach().reshape(x4), p);
   Tensor out = out4.view(out_shape(x, o4));
   if (autograd::needs_grad(x)) {
     record(OpId::max_pool2d, {x}, {out},
            [indices = SavedTensor(indices), x4, o4, x_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-             Tensor dx = empty(x4, TensorOptions(g[0].dtype()));
+             Tensor dx = empty(x4, TensorOptions(g[0].dtype()).device(g[0].device()));
              kernels::max_pool2d_backward(dx, g[0].reshape(o4), indices.unpack());
              return {dx.view(x_shape)};
            });
@@ -86,18 +89,20 @@ Tensor max_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int6
 
 Tensor avg_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
                   std::vector<int64_t> padding, bool ceil_mode, bool count_include_pad) {
+  if (auto c = autograd::autocast(OpId::avg_pool2d, x))
+    return avg_pool2d((*c)[0], kernel, stride, padding, ceil_mode, count_include_pad);
   const Shape x4 = pool_input_shape("avg_pool2d", x);
   kernels::Pool2dParams p = pool_params("avg_pool2d", x4, kernel, stride, padding, ceil_mode);
   p.count_include_pad = count_include_pad;
   const Shape o4{x4[0], x4[1], kernels::pool_output_size(x4[2], p.kernel_h, p.stride_h, p.pad_h, ceil_mode),
                  kernels::pool_output_size(x4[3], p.kernel_w, p.stride_w, p.pad_w, ceil_mode)};
-  Tensor out4 = empty(o4, TensorOptions(x.dtype()));
+  Tensor out4 = empty(o4, TensorOptions(x.dtype()).device(x.device()));
   kernels::avg_pool2d_forward(out4, x.detach().reshape(x4), p);
   Tensor out = out4.view(out_shape(x, o4));
   if (autograd::needs_grad(x)) {
     record(OpId::avg_pool2d, {x}, {out},
            [p, x4, o4, x_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-             Tensor dx = empty(x4, TensorOptions(g[0].dtype()));
+             Tensor dx = empty(x4, TensorOptions(g[0].dtype()).device(g[0].device()));
              kernels::avg_pool2d_backward(dx, g[0].reshape(o4), p);
              return {dx.view(x_shape)};
            });
@@ -106,18 +111,19 @@ Tensor avg_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int6
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, std::vector<int64_t> output_size) {
+  if (auto c = autograd::autocast(OpId::adaptive_avg_pool2d, x)) return adaptive_avg_pool2d((*c)[0], output_size);
   const Shape x4 = pool_input_shape("adaptive_avg_pool2d", x);
   const auto [ho, wo] = pair_arg("adaptive_avg_pool2d", output_size, "output_size");
   MANTISSA_CHECK(ho >= 1 && wo >= 1, "adaptive_avg_pool2d: output_size must be positive, got ",
                  shape_str(output_size));
   const Shape o4{x4[0], x4[1], ho, wo};
-  Tensor out4 = empty(o4, TensorOptions(x.dtype()));
+  Tensor out4 = empty(o4, TensorOptions(x.dtype()).device(x.device()));
   kernels::adaptive_avg_pool2d_forward(out4, x.detach().reshape(x4));
   Tensor out = out4.view(out_shape(x, o4));
   if (autograd::needs_grad(x)) {
     record(OpId::adaptive_avg_pool2d, {x}, {out},
            [x4, o4, x_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-             Tensor dx = empty(x4, TensorOptions(g[0].dtype()));
+             Tensor dx = empty(x4, TensorOptions(g[0].dtype()).device(g[0].device()));
              kernels::adaptive_avg_pool2d_backward(dx, g[0].reshape(o4));
              return {dx.view(x_shape)};
            });

@@ -2,7 +2,9 @@
 // argmin. Argument checks, dispatch to core/kernels/reduce, and each backward under its forward.
 #include <algorithm>
 
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
+#include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/reduce.h"
 
@@ -15,8 +17,7 @@ namespace {
 
 void check_cpu(const Tensor& x, const char* op) {
   MANTISSA_CHECK(x.defined(), op, ": the input is an undefined tensor");
-  MANTISSA_CHECK(x.is_cpu(), op, ": the CUDA kernel is not available in this build (input ", shape_str(x.sizes()), " ",
-                 x.dtype(), " on ", x.device(), ")");
+  autograd::check_backend(x, op);
 }
 
 // Which dims a dims list reduces: empty = all; negative dims wrap; a repeat is an error.
@@ -83,14 +84,16 @@ void check_floating(const Tensor& x, const char* op) {
 
 std::tuple<Tensor, Tensor> max_min_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_max, bool want_values,
                                        const char* op) {
+  if (auto c = autograd::autocast(want_values ? (is_max ? OpId::max : OpId::min) : (is_max ? OpId::argmax : OpId::argmin), x))
+    return max_min_dim((*c)[0], dim, keepdim, is_max, want_values, op);
   check_cpu(x, op);
   dim = wrap_dim(dim, x.dim(), op);
   MANTISSA_CHECK(x.dim() == 0 || x.size(dim) > 0, op, ": cannot reduce over dimension ", dim,
                  " of size 0 (input shape ", shape_str(x.sizes()), "); the reduction has no identity");
   const std::vector<bool> m = dim_mask(x, dim);
   const Shape keep = keep_shape(x.sizes(), m);
-  Tensor values = want_values ? empty(keep, TensorOptions(x.dtype())) : Tensor();
-  Tensor indices = empty(keep, TensorOptions(DType::I64));
+  Tensor values = want_values ? empty(keep, TensorOptions(x.dtype()).device(x.device())) : Tensor();
+  Tensor indices = empty(keep, TensorOptions(DType::I64).device(x.device()));
   kernels::max_min_dim(values, indices, x, dim, is_max);
   Tensor idx_keep = indices;
   if (want_values) values = finish_shape(values, x.sizes(), m, keepdim);
@@ -100,7 +103,7 @@ std::tuple<Tensor, Tensor> max_min_dim(const Tensor& x, int64_t dim, bool keepdi
            [idx = SavedTensor(idx_keep), in_shape = x.sizes(), m, dim, keepdim](const std::vector<Tensor>& g)
                -> std::vector<Tensor> {
              if (!g[0].defined()) return {Tensor()};
-             Tensor gx = empty(in_shape, TensorOptions(g[0].dtype()));
+             Tensor gx = empty(in_shape, TensorOptions(g[0].dtype()).device(g[0].device()));
              kernels::scatter_along_dim(gx, to_keepdim(g[0], m, keepdim), idx.unpack(), dim);
              return {gx};
            });
@@ -109,16 +112,17 @@ std::tuple<Tensor, Tensor> max_min_dim(const Tensor& x, int64_t dim, bool keepdi
 }
 
 Tensor max_min_all(const Tensor& x, bool is_max, const char* op) {
+  if (auto c = autograd::autocast(is_max ? OpId::max : OpId::min, x)) return max_min_all((*c)[0], is_max, op);
   check_cpu(x, op);
   MANTISSA_CHECK(x.numel() > 0, op, ": cannot reduce an empty tensor (shape ", shape_str(x.sizes()),
                  ") over all elements; the reduction has no identity (reduce over a non-empty dim instead)");
-  Tensor out = empty({}, TensorOptions(x.dtype()));
+  Tensor out = empty({}, TensorOptions(x.dtype()).device(x.device()));
   kernels::max_min_all(out, x, is_max);
   if (autograd::needs_grad(x)) {
     record(is_max ? OpId::max : OpId::min, {x}, {out},
            [xs = SavedTensor(x), os = SavedTensor(out)](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor xv = xs.unpack();
-             Tensor gx = empty(xv.sizes(), TensorOptions(xv.dtype()));
+             Tensor gx = empty(xv.sizes(), TensorOptions(xv.dtype()).device(xv.device()));
              kernels::distribute_to_extreme(gx, g[0], xv, os.unpack());
              return {gx};
            });
@@ -131,11 +135,12 @@ Tensor max_min_all(const Tensor& x, bool is_max, const char* op) {
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (auto c = autograd::autocast(OpId::sum, x)) return sum((*c)[0], dims, keepdim);
   check_cpu(x, "sum");
   const std::vector<bool> m = reduce_mask(x, dims, "sum");
   // Integer and Bool sums widen to I64, as in PyTorch.
   const DType od = is_floating(x.dtype()) ? x.dtype() : DType::I64;
-  Tensor out = empty(keep_shape(x.sizes(), m), TensorOptions(od));
+  Tensor out = empty(keep_shape(x.sizes(), m), TensorOptions(od).device(x.device()));
   kernels::sum(out, x, m);
   out = finish_shape(out, x.sizes(), m, keepdim);
   if (autograd::needs_grad(x)) {
@@ -149,17 +154,18 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (auto c = autograd::autocast(OpId::mean, x)) return mean((*c)[0], dims, keepdim);
   check_cpu(x, "mean");
   check_floating(x, "mean");
   const std::vector<bool> m = reduce_mask(x, dims, "mean");
-  Tensor out = empty(keep_shape(x.sizes(), m), TensorOptions(x.dtype()));
+  Tensor out = empty(keep_shape(x.sizes(), m), TensorOptions(x.dtype()).device(x.device()));
   kernels::mean(out, x, m);
   out = finish_shape(out, x.sizes(), m, keepdim);
   if (autograd::needs_grad(x)) {
     const int64_t n = reduced_count(x.sizes(), m);
     record(OpId::mean, {x}, {out},
            [m, keepdim, n, in_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-             Tensor gx = empty(in_shape, TensorOptions(g[0].dtype()));
+             Tensor gx = empty(in_shape, TensorOptions(g[0].dtype()).device(g[0].device()));
              kernels::expand_scale(gx, to_keepdim(g[0], m, keepdim), 1.0 / static_cast<double>(n));
              return {gx};
            });
@@ -183,11 +189,12 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
 }
 
 Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
+  if (auto c = autograd::autocast(OpId::var, x)) return var((*c)[0], dims, correction, keepdim);
   check_cpu(x, "var");
   check_floating(x, "var");
   const std::vector<bool> m = reduce_mask(x, dims, "var");
   const Shape keep = keep_shape(x.sizes(), m);
-  Tensor out = empty(keep, TensorOptions(x.dtype()));
+  Tensor out = empty(keep, TensorOptions(x.dtype()).device(x.device()));
   kernels::var(out, x, m, correction);
   out = finish_shape(out, x.sizes(), m, keepdim);
   if (autograd::needs_grad(x)) {
@@ -196,9 +203,9 @@ Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
     record(OpId::var, {x}, {out},
            [xs = SavedTensor(x), m, keep, keepdim, dof](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor xv = xs.unpack();
-             Tensor mu = empty(keep, TensorOptions(acc_dtype(xv.dtype())));
+             Tensor mu = empty(keep, TensorOptions(acc_dtype(xv.dtype())).device(xv.device()));
              kernels::mean(mu, xv, m);
-             Tensor gx = empty(xv.sizes(), TensorOptions(xv.dtype()));
+             Tensor gx = empty(xv.sizes(), TensorOptions(xv.dtype()).device(xv.device()));
              kernels::var_backward(gx, to_keepdim(g[0], m, keepdim), xv, mu, 2.0 / static_cast<double>(dof));
              return {gx};
            });

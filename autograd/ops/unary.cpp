@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/autocast_hook.h"
 #include "autograd/function.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
@@ -42,6 +43,7 @@ void record_unary(OpId id, const Tensor& x, const Tensor& out, UnaryGradOp grad_
 
 // Ops defined on floating values only: integer and Bool inputs compute in F32.
 Tensor floating_unary(OpId id, UnaryOp op, UnaryGradOp grad_op, Save save, const Tensor& x) {
+  if (auto c = autograd::autocast(id, x)) return floating_unary(id, op, grad_op, save, (*c)[0]);
   const DType dt = is_floating(x.dtype()) ? x.dtype() : DType::F32;
   Tensor xc = cast(x, dt);
   Tensor out = empty(x.sizes(), TensorOptions(dt).device(x.device()));
@@ -62,6 +64,7 @@ Tensor same_dtype_unary(const char* name, UnaryOp op, const Tensor& x) {
 }  // namespace
 
 Tensor neg(const Tensor& x) {
+  if (auto c = autograd::autocast(OpId::neg, x)) return neg((*c)[0]);
   Tensor out = same_dtype_unary("neg", UnaryOp::Neg, x);
   if (autograd::needs_grad(x)) {
     record(OpId::neg, {x}, {out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {neg(g[0])}; });
@@ -90,12 +93,14 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 }
 
 Tensor abs(const Tensor& x) {
+  if (auto c = autograd::autocast(OpId::abs, x)) return abs((*c)[0]);
   Tensor out = same_dtype_unary("abs", UnaryOp::Abs, x);
   if (autograd::needs_grad(x)) record_unary(OpId::abs, x, out, UnaryGradOp::Abs, x);
   return out;
 }
 
 Tensor relu(const Tensor& x) {
+  if (auto c = autograd::autocast(OpId::relu, x)) return relu((*c)[0]);
   Tensor out = same_dtype_unary("relu", UnaryOp::Relu, x);
   // y > 0 exactly where x > 0, so the output serves (as in PyTorch's threshold_backward).
   if (autograd::needs_grad(x)) record_unary(OpId::relu, x, out, UnaryGradOp::Relu, out);
@@ -103,6 +108,7 @@ Tensor relu(const Tensor& x) {
 }
 
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+  if (auto c = autograd::autocast(OpId::clamp, x)) return clamp((*c)[0], min, max);
   MANTISSA_CHECK(min.has_value() || max.has_value(), "clamp: at least one of min and max must be given (shape ",
                  shape_str(x.sizes()), ", dtype ", x.dtype(), ")");
   MANTISSA_CHECK(is_floating(x.dtype()) || ((!min || !std::isnan(*min)) && (!max || !std::isnan(*max))),
