@@ -56,6 +56,7 @@ void AdamFamily::step() {
       if (st.exp_avg.defined()) check_state_tensor(st.exp_avg, e, "exp_avg");
       if (st.exp_avg_sq.defined()) check_state_tensor(st.exp_avg_sq, e, "exp_avg_sq");
       if (o.amsgrad() && st.max_exp_avg_sq.defined()) check_state_tensor(st.max_exp_avg_sq, e, "max_exp_avg_sq");
+      if (st.compensation.defined()) check_state_tensor(st.compensation, e, "compensation");
     }
     for (const Entry& e : entries) {
       ParamState& st = *e.state;
@@ -70,12 +71,17 @@ void AdamFamily::step() {
       s.state1 = st.exp_avg_sq.data_ptr();
       s.state2 = o.amsgrad() ? st.max_exp_avg_sq.data_ptr() : nullptr;
       s.numel = e.param->numel();
+      prepare_compensation(e, s);
       s.step = ++st.step;
-      add_slot(e.param->dtype(), s);
+      s.index = e.index;
+      add_slot(*e.param, s);
     }
     const auto [b1, b2] = o.betas();
     const kernels::AdamHyper h{o.lr(), b1, b2, o.eps(), o.weight_decay(), o.amsgrad(), decoupled_};
-    run_slots([&](DType dt, std::span<const kernels::OptimSlot> slots) { kernels::adam_step(dt, slots, h); });
+    const kernels::LowPrecisionUpdate lp = low_precision();
+    run_slots([&](Device dev, DType dt, std::span<const kernels::OptimSlot> slots) {
+      kernels::adam_step(dev, dt, slots, h, lp);
+    });
   }
 }
 

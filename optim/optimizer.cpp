@@ -135,13 +135,16 @@ const std::vector<Optimizer::Entry>& Optimizer::collect(size_t g) {
     Tensor grad = p.grad();
     if (!grad.defined()) continue;
     const size_t index = base + i;
-    MANTISSA_CHECK(p.is_cpu(), name_, ": parameter ", index, " is on ", p.device(),
-                   "; the CUDA optimizer kernels are not available in this build");
-    MANTISSA_CHECK(!is_low_precision(p.dtype()), name_, ": parameter ", index, " (shape ", shape_str(p.sizes()),
-                   ") has dtype ", p.dtype(), "; F16/BF16 parameters need an FP32 master-weight policy, "
-                   "which is not available yet (keep parameters in F32)");
-    MANTISSA_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_, ": parameter ", index,
-                   " has dtype ", p.dtype(), "; expected F32 or F64");
+    // Pure BF16 (a rounding mode set): the update is computed in F32 and written back by it.
+    const bool pure_bf16 = p.dtype() == DType::BF16 && low_precision_.has_value();
+    if (!pure_bf16) {
+      MANTISSA_CHECK(!is_low_precision(p.dtype()), name_, ": parameter ", index, " (shape ", shape_str(p.sizes()),
+                     ") has dtype ", p.dtype(), "; F16/BF16 parameters need an FP32 master-weight policy "
+                     "(optim::MasterWeights: precision fp16-master/bf16-master) or, for BF16, an explicit update "
+                     "rounding (set_update_rounding: precision bf16-pure, bf16-pure-sr, bf16-pure-kahan)");
+      MANTISSA_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_, ": parameter ", index,
+                     " has dtype ", p.dtype(), "; expected F32 or F64");
+    }
     MANTISSA_CHECK(p.is_contiguous(), name_, ": parameter ", index, " (shape ", shape_str(p.sizes()),
                    ", strides ", shape_str(p.strides()), ") is not contiguous");
     MANTISSA_CHECK(grad.sizes() == p.sizes() && grad.dtype() == p.dtype() && grad.device() == p.device(), name_,
@@ -168,9 +171,31 @@ void Optimizer::check_state_tensor(const Tensor& t, const Entry& e, const char* 
                  " (convert parameters before the optimizer's first step, or load a state dict)");
 }
 
-void Optimizer::add_slot(DType dtype, const kernels::OptimSlot& slot) {
-  MANTISSA_ASSERT(dtype == DType::F32 || dtype == DType::F64);
-  (dtype == DType::F32 ? f32_slots_ : f64_slots_).push_back(slot);
+void Optimizer::add_slot(const Tensor& param, const kernels::OptimSlot& slot) {
+  const Device device = param.device();
+  const DType dtype = param.dtype();
+  MANTISSA_ASSERT(dtype == DType::F32 || dtype == DType::F64 || dtype == DType::BF16);
+  for (SlotList& l : slot_lists_) {
+    if (l.device == device && l.dtype == dtype) {
+      l.slots.push_back(slot);
+      return;
+    }
+  }
+  slot_lists_.push_back(SlotList{device, dtype, {slot}});
+}
+
+void Optimizer::set_update_rounding(kernels::UpdateRounding rounding, uint64_t seed) {
+  low_precision_ = kernels::LowPrecisionUpdate{rounding, seed};
+}
+
+void Optimizer::prepare_compensation(const Entry& e, kernels::OptimSlot& slot) {
+  if (e.param->dtype() != DType::BF16 || !low_precision_ ||
+      low_precision_->rounding != kernels::UpdateRounding::Kahan)
+    return;
+  Tensor& c = e.state->compensation;
+  if (c.defined()) check_state_tensor(c, e, "compensation");
+  else c = zeros_like(*e.param);
+  slot.compensation = c.data_ptr();
 }
 
 // state_dict ---------------------------------------------------------------------------------
@@ -187,7 +212,16 @@ constexpr StateTensor kStateTensors[] = {
     {"exp_avg", &ParamState::exp_avg},
     {"exp_avg_sq", &ParamState::exp_avg_sq},
     {"max_exp_avg_sq", &ParamState::max_exp_avg_sq},
+    {"compensation", &ParamState::compensation},
 };
+
+// The update rounding as state_dict records it: "none", "nearest", "stochastic seed 7", "kahan".
+std::string rounding_text(const std::optional<kernels::LowPrecisionUpdate>& lp) {
+  if (!lp) return "none";
+  std::string s = kernels::update_rounding_name(lp->rounding);
+  if (lp->rounding == kernels::UpdateRounding::Stochastic) s += " seed " + std::to_string(lp->seed);
+  return s;
+}
 
 json parse_json(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& who) {
   auto it = meta.find(key);
@@ -238,6 +272,7 @@ OptimizerStateDict Optimizer::state_dict() const {
   sd.metadata["optimizer"] = name_;
   sd.metadata["param_groups"] = groups.dump();
   sd.metadata["state"] = states.dump();
+  if (low_precision_) sd.metadata["update_rounding"] = rounding_text(low_precision_);
   return sd;
 }
 
@@ -246,6 +281,14 @@ void Optimizer::load_state_dict(const OptimizerStateDict& sd) {
   auto type_it = sd.metadata.find("optimizer");
   MANTISSA_CHECK(type_it != sd.metadata.end(), who, ": the state dict has no \"optimizer\" metadata entry");
   MANTISSA_CHECK(type_it->second == name_, who, ": the state dict was saved by ", type_it->second, ", not ", name_);
+
+  // A resumed run must write its updates back as the saved one did (stochastic rounding: with
+  // the same stream).
+  const auto rounding_it = sd.metadata.find("update_rounding");
+  const std::string saved_rounding = rounding_it == sd.metadata.end() ? "none" : rounding_it->second;
+  MANTISSA_CHECK(saved_rounding == rounding_text(low_precision_), who, ": the state dict was saved with update "
+                 "rounding ", saved_rounding, " but this optimizer has ", rounding_text(low_precision_),
+                 " (call set_update_rounding to match)");
 
   // Parameters by global index, as state_dict numbers them.
   std::vector<const Tensor*> params;
@@ -302,7 +345,8 @@ void Optimizer::load_state_dict(const OptimizerStateDict& sd) {
                    who, ": the state of parameter ", idx, " needs a non-negative integer \"step\", got ", it->dump());
     staged[idx].emplace().step = step->get<int64_t>();
   }
-  const std::vector<std::string> allowed = state_tensor_names();
+  std::vector<std::string> allowed = state_tensor_names();
+  if (low_precision_ && low_precision_->rounding == kernels::UpdateRounding::Kahan) allowed.push_back("compensation");
   for (const auto& [name, t] : sd.tensors) {
     // "state.<index>.<name>"
     const std::string_view s(name);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -86,6 +87,7 @@ struct ParamState {
   Tensor exp_avg;          // Adam/AdamW
   Tensor exp_avg_sq;
   Tensor max_exp_avg_sq;   // amsgrad
+  Tensor compensation;     // BF16 parameters under Kahan rounding: the residual not yet applied
 };
 
 // What state_dict() returns and load_state_dict() takes: the state tensors, named
@@ -109,11 +111,32 @@ class Optimizer {
   const std::string& name() const { return name_; }
 
   // One update of every parameter whose .grad is defined (the others are skipped), under
-  // no-grad; bumps each updated parameter's version. Supports F32 and F64 CPU parameters.
+  // no-grad; bumps each updated parameter's version. Parameters: F32 and F64 on the CPU or a
+  // CUDA device, and BF16 once set_update_rounding has chosen how updates are written back
+  // (F16/BF16 models otherwise train through optim::MasterWeights).
   virtual void step() = 0;
   // set_to_none drops each .grad (the next backward allocates it again); otherwise the
   // gradients are zeroed in place.
-  void zero_grad(bool set_to_none = true);
+  virtual void zero_grad(bool set_to_none = true);
+
+  // GradScaler support for optimizers that step on copies of their parameters' gradients
+  // (MasterWeights: F32 masters of 16-bit working parameters). GradScaler::unscale_ calls this
+  // first; when it returns true the optimizer has produced the gradients its step reads,
+  // multiplied by inv_scale in the same pass, and set found_inf_for(device) (a one-element F32
+  // flag, kernels::make_found_inf) to 1 for any Inf/NaN source value; the scaler then unscales
+  // nothing else and reads param_groups()' .grad only to name an offender. The default returns
+  // false: the scaler unscales each parameter's .grad in place.
+  virtual bool unscale_grads_(float inv_scale, const std::function<Tensor(const Device&)>& found_inf_for) {
+    (void)inv_scale;
+    (void)found_inf_for;
+    return false;
+  }
+
+  // Pure BF16 training: lets BF16 parameters (with BF16 state) be updated in place, each update
+  // computed in F32 and written back by `rounding`; `seed` keys stochastic rounding. Saved in
+  // state_dict ("update_rounding"), and a load requires the same setting.
+  void set_update_rounding(kernels::UpdateRounding rounding, uint64_t seed = 0);
+  const std::optional<kernels::LowPrecisionUpdate>& update_rounding() const { return low_precision_; }
 
   std::vector<ParamGroup>& param_groups() { return groups_; }
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
@@ -128,20 +151,21 @@ class Optimizer {
 
   // The state tensors are the live state (shared storage, as in PyTorch): write them out before
   // the next step.
-  OptimizerStateDict state_dict() const;
+  virtual OptimizerStateDict state_dict() const;
   // Validates everything first (optimizer type, group and parameter counts, tensor names,
   // shapes, hyperparameter names); a failing load changes nothing. State tensors are copied into
   // fresh tensors of each parameter's dtype.
-  void load_state_dict(const OptimizerStateDict& state_dict);
+  virtual void load_state_dict(const OptimizerStateDict& state_dict);
 
  protected:
   // Checks the defaults and every group (see add_param_group); `name` prefixes every error.
   Optimizer(std::string name, std::vector<ParamGroup> groups, std::unique_ptr<OptimizerOptions> defaults);
 
-  // The parameters of group `g` that have a gradient, checked (dtype F32/F64, CPU, contiguous,
-  // grad matching; a non-contiguous grad is made contiguous), paired with their state (created
-  // empty if new) and with their version bumped. Reuses internal buffers, so a warmed-up step
-  // allocates nothing. The entries stay valid until the next call.
+  // The parameters of group `g` that have a gradient, checked (dtype F32/F64, or BF16 with an
+  // update rounding; contiguous; grad matching; a non-contiguous grad is made contiguous),
+  // paired with their state (created empty if new) and with their version bumped. Reuses
+  // internal buffers, so a warmed-up step allocates nothing. The entries stay valid until the
+  // next call.
   struct Entry {
     Tensor* param;
     Tensor grad;
@@ -158,9 +182,15 @@ class Optimizer {
   // set_data after its first step no longer does).
   void check_state_tensor(const Tensor& t, const Entry& e, const char* what) const;
 
-  // The group's kernel slots, one list per dtype: add them, then run_slots calls
-  // kernel(dtype, slots) for each dtype present and empties the lists.
-  void add_slot(DType dtype, const kernels::OptimSlot& slot);
+  // For BF16 parameters under Kahan rounding: the compensation buffer (created as zeros on
+  // first use, checked like any state tensor). Sets slot.compensation. Call after collect().
+  void prepare_compensation(const Entry& e, kernels::OptimSlot& slot);
+  // The options the kernels take for the update rounding (nearest when none is set).
+  kernels::LowPrecisionUpdate low_precision() const { return low_precision_.value_or(kernels::LowPrecisionUpdate{}); }
+
+  // The group's kernel slots, one list per (device, dtype): add them, then run_slots calls
+  // kernel(device, dtype, slots) for each list present and empties the lists.
+  void add_slot(const Tensor& param, const kernels::OptimSlot& slot);
   template <typename Kernel>
   void run_slots(const Kernel& kernel);
 
@@ -178,7 +208,13 @@ class Optimizer {
  private:
   void check_group(const ParamGroup& group, size_t group_index) const;
   std::vector<Entry> entries_;
-  std::vector<kernels::OptimSlot> f32_slots_, f64_slots_;
+  struct SlotList {
+    Device device;
+    DType dtype;
+    std::vector<kernels::OptimSlot> slots;
+  };
+  std::vector<SlotList> slot_lists_;  // kept across steps, so their capacity is reused
+  std::optional<kernels::LowPrecisionUpdate> low_precision_;
 };
 
 template <typename O>
@@ -192,10 +228,10 @@ const O& Optimizer::group_options(size_t g) const {
 
 template <typename Kernel>
 void Optimizer::run_slots(const Kernel& kernel) {
-  if (!f32_slots_.empty()) kernel(DType::F32, std::span<const kernels::OptimSlot>(f32_slots_));
-  if (!f64_slots_.empty()) kernel(DType::F64, std::span<const kernels::OptimSlot>(f64_slots_));
-  f32_slots_.clear();
-  f64_slots_.clear();
+  for (SlotList& l : slot_lists_) {
+    if (!l.slots.empty()) kernel(l.device, l.dtype, std::span<const kernels::OptimSlot>(l.slots));
+    l.slots.clear();
+  }
 }
 
 }  // namespace mantissa::optim

@@ -55,9 +55,11 @@ void SGD::step() {
     const auto& entries = collect(g);
     // Check every existing buffer before creating any, so a failing step leaves no buffer
     // allocated but never filled.
-    if (momentum)
-      for (const Entry& e : entries)
-        if (e.state->momentum_buffer.defined()) check_state_tensor(e.state->momentum_buffer, e, "momentum_buffer");
+    for (const Entry& e : entries) {
+      if (momentum && e.state->momentum_buffer.defined())
+        check_state_tensor(e.state->momentum_buffer, e, "momentum_buffer");
+      if (e.state->compensation.defined()) check_state_tensor(e.state->compensation, e, "compensation");
+    }
     for (const Entry& e : entries) {
       kernels::OptimSlot s;
       s.param = e.param->data_ptr();
@@ -71,11 +73,16 @@ void SGD::step() {
         }
         s.state0 = buf.data_ptr();
       }
-      ++e.state->step;
-      add_slot(e.param->dtype(), s);
+      prepare_compensation(e, s);
+      s.step = ++e.state->step;
+      s.index = e.index;
+      add_slot(*e.param, s);
     }
     const kernels::SGDHyper h{o.lr(), o.momentum(), o.dampening(), o.weight_decay(), o.nesterov()};
-    run_slots([&](DType dt, std::span<const kernels::OptimSlot> slots) { kernels::sgd_step(dt, slots, h); });
+    const kernels::LowPrecisionUpdate lp = low_precision();
+    run_slots([&](Device dev, DType dt, std::span<const kernels::OptimSlot> slots) {
+      kernels::sgd_step(dev, dt, slots, h, lp);
+    });
   }
 }
 

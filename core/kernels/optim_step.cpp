@@ -1,14 +1,20 @@
-// Fused SGD and Adam/AdamW updates over raw contiguous arrays. One update body per optimizer is
-// written once over a value type V and instantiated for an AVX2 vector (8 floats, 4 doubles) and
-// for the scalar tail, so every element rounds the same way; explicit vectors because GCC will
-// not vectorize std::sqrt while math errno is on.
+// Fused SGD and Adam/AdamW updates over raw contiguous arrays on the CPU, and the master-weight
+// passes. F32/F64: the shared update bodies (optim_math.h) run on an AVX2 vector (8 floats, 4
+// doubles) and on the scalar tail, so every element rounds the same way; explicit vectors because
+// GCC will not vectorize std::sqrt while math errno is on. BF16: each element is widened, updated
+// by the same body in F32 and written back per the rounding mode.
 #include "core/kernels/optim_step.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/kernels/convert.h"
 #include "core/kernels/loops.h"
+#include "core/kernels/optim_math.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -16,18 +22,23 @@
 #endif
 
 namespace mantissa::kernels {
+
+const char* update_rounding_name(UpdateRounding r) {
+  switch (r) {
+    case UpdateRounding::Nearest: return "nearest";
+    case UpdateRounding::Stochastic: return "stochastic";
+    case UpdateRounding::Kahan: return "kahan";
+  }
+  return "?";
+}
+
 namespace {
+
+using optim_math::AdamConsts;
+using optim_math::SGDConsts;
 
 // Threads pay off from a few thousand parameters: each element moves ~16-28 bytes.
 constexpr int64_t kOptimGrain = 16384;
-
-// Scalar operations of the update bodies. max(a, b) returns b when either is NaN, as MAXPS does.
-template <typename T>
-inline T vfma(T a, T b, T c) { return std::fma(a, b, c); }
-template <typename T>
-inline T vsqrt(T a) { return std::sqrt(a); }
-template <typename T>
-inline T vmax(T a, T b) { return a > b ? a : b; }
 
 template <typename T>
 struct Simd {  // no vector unit: the scalar path covers everything
@@ -80,6 +91,15 @@ inline void with_bool(bool b, F&& f) {
   else f(std::false_type{});
 }
 
+template <typename F>
+inline void with_rounding(UpdateRounding r, F&& f) {
+  switch (r) {
+    case UpdateRounding::Nearest: f(std::integral_constant<UpdateRounding, UpdateRounding::Nearest>{}); break;
+    case UpdateRounding::Stochastic: f(std::integral_constant<UpdateRounding, UpdateRounding::Stochastic>{}); break;
+    case UpdateRounding::Kahan: f(std::integral_constant<UpdateRounding, UpdateRounding::Kahan>{}); break;
+  }
+}
+
 // Runs range(slot, begin, end) over the flat concatenation of all slots' elements, split into
 // contiguous chunks across threads.
 template <typename F>
@@ -97,36 +117,71 @@ void for_each_chunk(std::span<const OptimSlot> slots, const F& range) {
   });
 }
 
-// ---- SGD ---------------------------------------------------------------------------------
+template <typename T>
+SGDConsts<typename Simd<T>::V> splat(const SGDConsts<T>& c) {
+  using S = Simd<T>;
+  return {S::splat(c.wd), S::splat(c.momentum), S::splat(c.one_minus_dampening), S::splat(c.neg_lr)};
+}
 
-template <typename V>
-struct SGDConsts {
-  V wd, momentum, one_minus_dampening, neg_lr;
+template <typename T>
+AdamConsts<typename Simd<T>::V> splat(const AdamConsts<T>& c) {
+  using S = Simd<T>;
+  return {S::splat(c.decay), S::splat(c.wd), S::splat(c.beta1), S::splat(c.one_minus_beta1), S::splat(c.beta2),
+          S::splat(c.one_minus_beta2), S::splat(c.bias_correction2_sqrt), S::splat(c.eps),
+          S::splat(c.neg_step_size)};
+}
+
+// ---- BF16 write-back ----------------------------------------------------------------------
+
+// Stores one element's new parameter and state values under rounding mode R. The Philox block
+// of each stream is computed once per 8 elements and reused.
+template <UpdateRounding R>
+class Bf16Writer {
+ public:
+  Bf16Writer(const OptimSlot& s, const LowPrecisionUpdate& lp)
+      : seed_(lp.seed), step_(s.step), index_(s.index), comp_(static_cast<BFloat16*>(s.compensation)) {}
+
+  void param(BFloat16* p, int64_t i, float p_old, float p_new) {
+    if constexpr (R == UpdateRounding::Nearest) {
+      p[i] = BFloat16(p_new);
+    } else if constexpr (R == UpdateRounding::Stochastic) {
+      p[i].bits = optim_math::float_to_bf16_bits_stochastic(p_new, bits(optim_math::kStreamParam, i));
+    } else {
+      optim_math::kahan_store(p_old, p_new, static_cast<float>(comp_[i]), p[i].bits, comp_[i].bits);
+    }
+  }
+
+  void state(BFloat16* st, int64_t i, uint32_t stream, float v) {
+    if constexpr (R == UpdateRounding::Stochastic) st[i].bits = optim_math::float_to_bf16_bits_stochastic(v, bits(stream, i));
+    else st[i] = BFloat16(v);
+  }
+
+ private:
+  uint32_t bits(uint32_t stream, int64_t i) {
+    const int64_t block = i / optim_math::kSRElementsPerBlock;
+    if (block_[stream] != block) {
+      optim_math::sr_block(seed_, step_, index_, stream, i, words_[stream]);
+      block_[stream] = block;
+    }
+    return optim_math::sr_bits(words_[stream], i);
+  }
+
+  uint64_t seed_;
+  int64_t step_;
+  uint64_t index_;
+  BFloat16* comp_;
+  int64_t block_[4] = {-1, -1, -1, -1};
+  uint32_t words_[4][4] = {};
 };
 
-// PyTorch's scalar arguments are Python doubles cast to the tensor's type; each line names the
-// 1.13 operation it mirrors (its add with alpha is a fused multiply-add on vectors).
-template <bool kWd, bool kMomentum, bool kFirst, bool kNesterov, typename V>
-inline void sgd_update(V& p, V g, V& buf, const SGDConsts<V>& c) {
-  V d = g;
-  if constexpr (kWd) d = vfma(p, c.wd, d);  // d_p = d_p.add(param, alpha=weight_decay)
-  if constexpr (kMomentum) {
-    if constexpr (kFirst) buf = d;                                // buf = clone(d_p)
-    else buf = vfma(d, c.one_minus_dampening, buf * c.momentum);  // buf.mul_(m).add_(d_p, alpha=1-damp)
-    if constexpr (kNesterov) d = vfma(buf, c.momentum, d);        // d_p = d_p.add(buf, alpha=m)
-    else d = buf;
-  }
-  p = vfma(d, c.neg_lr, p);  // param.add_(d_p, alpha=-lr)
-}
+// ---- SGD ---------------------------------------------------------------------------------
 
 template <typename T, bool kWd, bool kMomentum, bool kFirst, bool kNesterov>
 void sgd_range(const OptimSlot& s, int64_t b, int64_t e, const SGDHyper& h) {
   using S = Simd<T>;
   using V = typename S::V;
-  const SGDConsts<T> ct{static_cast<T>(h.weight_decay), static_cast<T>(h.momentum),
-                        static_cast<T>(1.0 - h.dampening), static_cast<T>(-h.lr)};
-  const SGDConsts<V> cv{S::splat(ct.wd), S::splat(ct.momentum), S::splat(ct.one_minus_dampening),
-                        S::splat(ct.neg_lr)};
+  const SGDConsts<T> ct = optim_math::sgd_consts<T>(h);
+  const SGDConsts<V> cv = splat(ct);
   T* __restrict p = static_cast<T*>(s.param);
   const T* __restrict g = static_cast<const T*>(s.grad);
   T* __restrict buf = static_cast<T*>(s.state0);
@@ -134,28 +189,52 @@ void sgd_range(const OptimSlot& s, int64_t b, int64_t e, const SGDHyper& h) {
   for (; i + S::kWidth <= e; i += S::kWidth) {
     V pv = S::load(p + i), bv{};
     if constexpr (kMomentum && !kFirst) bv = S::load(buf + i);
-    sgd_update<kWd, kMomentum, kFirst, kNesterov>(pv, S::load(g + i), bv, cv);
+    optim_math::sgd_update<kWd, kMomentum, kFirst, kNesterov>(pv, S::load(g + i), bv, cv);
     S::store(p + i, pv);
     if constexpr (kMomentum) S::store(buf + i, bv);
   }
   for (; i < e; ++i) {
     T pv = p[i], bv{};
     if constexpr (kMomentum && !kFirst) bv = buf[i];
-    sgd_update<kWd, kMomentum, kFirst, kNesterov>(pv, g[i], bv, ct);
+    optim_math::sgd_update<kWd, kMomentum, kFirst, kNesterov>(pv, g[i], bv, ct);
     p[i] = pv;
     if constexpr (kMomentum) buf[i] = bv;
   }
 }
 
+template <UpdateRounding R, bool kWd, bool kMomentum, bool kFirst, bool kNesterov>
+void sgd_range_bf16(const OptimSlot& s, int64_t b, int64_t e, const SGDHyper& h, const LowPrecisionUpdate& lp) {
+  const SGDConsts<float> c = optim_math::sgd_consts<float>(h);
+  BFloat16* p = static_cast<BFloat16*>(s.param);
+  const BFloat16* g = static_cast<const BFloat16*>(s.grad);
+  BFloat16* buf = static_cast<BFloat16*>(s.state0);
+  Bf16Writer<R> w(s, lp);
+  for (int64_t i = b; i < e; ++i) {
+    const float p_old = p[i];
+    float pv = p_old, bv = 0.0f;
+    if constexpr (kMomentum && !kFirst) bv = buf[i];
+    optim_math::sgd_update<kWd, kMomentum, kFirst, kNesterov>(pv, static_cast<float>(g[i]), bv, c);
+    w.param(p, i, p_old, pv);
+    if constexpr (kMomentum) w.state(buf, i, optim_math::kStreamState0, bv);
+  }
+}
+
 template <typename T>
-void sgd_typed(std::span<const OptimSlot> slots, const SGDHyper& h) {
+void sgd_typed(std::span<const OptimSlot> slots, const SGDHyper& h, const LowPrecisionUpdate& lp) {
   with_bool(h.weight_decay != 0.0, [&](auto wd) {
     with_bool(h.momentum != 0.0, [&](auto mom) {
       with_bool(h.nesterov, [&](auto nest) {
         for_each_chunk(slots, [&](const OptimSlot& s, int64_t b, int64_t e) {
           with_bool(s.first, [&](auto first) {
-            sgd_range<T, decltype(wd)::value, decltype(mom)::value, decltype(first)::value,
-                      decltype(nest)::value>(s, b, e, h);
+            constexpr bool kWd = decltype(wd)::value, kMom = decltype(mom)::value;
+            constexpr bool kFirst = decltype(first)::value, kNest = decltype(nest)::value;
+            if constexpr (std::is_same_v<T, BFloat16>) {
+              with_rounding(lp.rounding, [&](auto r) {
+                sgd_range_bf16<decltype(r)::value, kWd, kMom, kFirst, kNest>(s, b, e, h, lp);
+              });
+            } else {
+              sgd_range<T, kWd, kMom, kFirst, kNest>(s, b, e, h);
+            }
           });
         });
       });
@@ -165,46 +244,12 @@ void sgd_typed(std::span<const OptimSlot> slots, const SGDHyper& h) {
 
 // ---- Adam / AdamW ------------------------------------------------------------------------
 
-template <typename V>
-struct AdamConsts {
-  V decay, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
-};
-
-template <bool kDecoupled, bool kWd, bool kAmsgrad, typename V>
-inline void adam_update(V& p, V g, V& m, V& v, V& vmax_, const AdamConsts<V>& c) {
-  if constexpr (kDecoupled) p = p * c.decay;  // AdamW: param.mul_(1 - lr*weight_decay)
-  if constexpr (kWd) g = vfma(p, c.wd, g);    // Adam: grad = grad.add(param, alpha=weight_decay)
-  m = vfma(g, c.one_minus_beta1, m * c.beta1);  // exp_avg.mul_(b1).add_(grad, alpha=1-b1)
-  v = v * c.beta2 + c.one_minus_beta2 * g * g;  // exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1-b2)
-  V s = v;
-  if constexpr (kAmsgrad) {
-    vmax_ = vmax(vmax_, v);  // torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-    s = vmax_;
-  }
-  const V denom = vsqrt(s) / c.bias_correction2_sqrt + c.eps;  // (v.sqrt() / sqrt(bc2)).add_(eps)
-  p = p + c.neg_step_size * m / denom;                          // param.addcdiv_(m, denom, value=-step_size)
-}
-
 template <typename T, bool kDecoupled, bool kWd, bool kAmsgrad>
 void adam_range(const OptimSlot& s, int64_t b, int64_t e, const AdamHyper& h) {
   using S = Simd<T>;
   using V = typename S::V;
-  // Python computes the step's scalars in double; each reaches the kernel cast to T.
-  const double steps = static_cast<double>(s.step);
-  const double bias_correction1 = 1.0 - std::pow(h.beta1, steps);
-  const double bias_correction2 = 1.0 - std::pow(h.beta2, steps);
-  const AdamConsts<T> ct{static_cast<T>(1.0 - h.lr * h.weight_decay),
-                         static_cast<T>(h.weight_decay),
-                         static_cast<T>(h.beta1),
-                         static_cast<T>(1.0 - h.beta1),
-                         static_cast<T>(h.beta2),
-                         static_cast<T>(1.0 - h.beta2),
-                         static_cast<T>(std::sqrt(bias_correction2)),
-                         static_cast<T>(h.eps),
-                         static_cast<T>(-(h.lr / bias_correction1))};
-  const AdamConsts<V> cv{S::splat(ct.decay), S::splat(ct.wd), S::splat(ct.beta1),
-                         S::splat(ct.one_minus_beta1), S::splat(ct.beta2), S::splat(ct.one_minus_beta2),
-                         S::splat(ct.bias_correction2_sqrt), S::splat(ct.eps), S::splat(ct.neg_step_size)};
+  const AdamConsts<T> ct = optim_math::adam_consts<T>(h, s.step);
+  const AdamConsts<V> cv = splat(ct);
   T* __restrict p = static_cast<T*>(s.param);
   const T* __restrict g = static_cast<const T*>(s.grad);
   T* __restrict m = static_cast<T*>(s.state0);
@@ -214,7 +259,7 @@ void adam_range(const OptimSlot& s, int64_t b, int64_t e, const AdamHyper& h) {
   for (; i + S::kWidth <= e; i += S::kWidth) {
     V pv = S::load(p + i), mv = S::load(m + i), vv = S::load(v + i), xv{};
     if constexpr (kAmsgrad) xv = S::load(vm + i);
-    adam_update<kDecoupled, kWd, kAmsgrad>(pv, S::load(g + i), mv, vv, xv, cv);
+    optim_math::adam_update<kDecoupled, kWd, kAmsgrad>(pv, S::load(g + i), mv, vv, xv, cv);
     S::store(p + i, pv);
     S::store(m + i, mv);
     S::store(v + i, vv);
@@ -223,7 +268,7 @@ void adam_range(const OptimSlot& s, int64_t b, int64_t e, const AdamHyper& h) {
   for (; i < e; ++i) {
     T pv = p[i], mv = m[i], vv = v[i], xv{};
     if constexpr (kAmsgrad) xv = vm[i];
-    adam_update<kDecoupled, kWd, kAmsgrad>(pv, g[i], mv, vv, xv, ct);
+    optim_math::adam_update<kDecoupled, kWd, kAmsgrad>(pv, g[i], mv, vv, xv, ct);
     p[i] = pv;
     m[i] = mv;
     v[i] = vv;
@@ -231,31 +276,149 @@ void adam_range(const OptimSlot& s, int64_t b, int64_t e, const AdamHyper& h) {
   }
 }
 
+template <UpdateRounding R, bool kDecoupled, bool kWd, bool kAmsgrad>
+void adam_range_bf16(const OptimSlot& s, int64_t b, int64_t e, const AdamHyper& h, const LowPrecisionUpdate& lp) {
+  const AdamConsts<float> c = optim_math::adam_consts<float>(h, s.step);
+  BFloat16* p = static_cast<BFloat16*>(s.param);
+  const BFloat16* g = static_cast<const BFloat16*>(s.grad);
+  BFloat16* m = static_cast<BFloat16*>(s.state0);
+  BFloat16* v = static_cast<BFloat16*>(s.state1);
+  BFloat16* vm = static_cast<BFloat16*>(s.state2);
+  Bf16Writer<R> w(s, lp);
+  for (int64_t i = b; i < e; ++i) {
+    const float p_old = p[i];
+    float pv = p_old, mv = m[i], vv = v[i], xv = 0.0f;
+    if constexpr (kAmsgrad) xv = vm[i];
+    optim_math::adam_update<kDecoupled, kWd, kAmsgrad>(pv, static_cast<float>(g[i]), mv, vv, xv, c);
+    w.param(p, i, p_old, pv);
+    w.state(m, i, optim_math::kStreamState0, mv);
+    w.state(v, i, optim_math::kStreamState1, vv);
+    if constexpr (kAmsgrad) w.state(vm, i, optim_math::kStreamState2, xv);
+  }
+}
+
 template <typename T>
-void adam_typed(std::span<const OptimSlot> slots, const AdamHyper& h) {
+void adam_typed(std::span<const OptimSlot> slots, const AdamHyper& h, const LowPrecisionUpdate& lp) {
   const bool decoupled = h.decoupled_weight_decay && h.weight_decay != 0.0;  // p * 1 is exact: skip
   const bool coupled = !h.decoupled_weight_decay && h.weight_decay != 0.0;
   with_bool(decoupled, [&](auto dec) {
     with_bool(coupled, [&](auto wd) {
       with_bool(h.amsgrad, [&](auto ams) {
+        constexpr bool kDec = decltype(dec)::value, kWd = decltype(wd)::value, kAms = decltype(ams)::value;
         for_each_chunk(slots, [&](const OptimSlot& s, int64_t b, int64_t e) {
-          adam_range<T, decltype(dec)::value, decltype(wd)::value, decltype(ams)::value>(s, b, e, h);
+          if constexpr (std::is_same_v<T, BFloat16>) {
+            with_rounding(lp.rounding, [&](auto r) { adam_range_bf16<decltype(r)::value, kDec, kWd, kAms>(s, b, e, h, lp); });
+          } else {
+            adam_range<T, kDec, kWd, kAms>(s, b, e, h);
+          }
         });
       });
     });
   });
 }
 
-constexpr DTypeSet kOptimTypes = dtype_bit(DType::F32) | dtype_bit(DType::F64);
+constexpr DTypeSet kOptimTypes = dtype_bit(DType::F32) | dtype_bit(DType::F64) | dtype_bit(DType::BF16);
+
+// ---- master weights ----------------------------------------------------------------------
+
+// d[i] *= inv in place (unless inv == 1); returns whether any d[i] was Inf or NaN before.
+bool scale_check_f32(float* d, int64_t n, float inv) {
+  std::atomic<bool> found{false};
+  parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) {
+    uint32_t nonfinite = 0;
+    if (inv == 1.0f) {
+      for (int64_t i = b; i < e; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, d + i, sizeof bits);
+        nonfinite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+      }
+    } else {
+      for (int64_t i = b; i < e; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, d + i, sizeof bits);
+        nonfinite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+        d[i] = d[i] * inv;
+      }
+    }
+    if (nonfinite != 0) found.store(true, std::memory_order_relaxed);
+  });
+  return found.load();
+}
+
+void check_flag(const Tensor& t, const Device& device) {
+  MANTISSA_CHECK(!t.defined() || (t.numel() == 1 && t.dtype() == DType::F32 && t.device() == device &&
+                                  t.is_contiguous()),
+                 "widen_unscale_grads: found_inf must be a one-element F32 tensor on ", device, ", got ",
+                 t.defined() ? shape_str(t.sizes()) + " " + dtype_name(t.dtype()) + " on " + t.device().str()
+                             : std::string());
+}
 
 }  // namespace
 
-void sgd_step(DType dtype, std::span<const OptimSlot> slots, const SGDHyper& h) {
-  visit_dtype<kOptimTypes>(dtype, "SGD step", [&]<typename T>() { sgd_typed<T>(slots, h); });
+void sgd_step(Device device, DType dtype, std::span<const OptimSlot> slots, const SGDHyper& h,
+              const LowPrecisionUpdate& lp) {
+  if (device.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::sgd_step(device.index, dtype, slots, h, lp);
+#else
+    MANTISSA_ERROR("SGD step: ", device, " parameters need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
+  visit_dtype<kOptimTypes>(dtype, "SGD step", [&]<typename T>() { sgd_typed<T>(slots, h, lp); });
 }
 
-void adam_step(DType dtype, std::span<const OptimSlot> slots, const AdamHyper& h) {
-  visit_dtype<kOptimTypes>(dtype, "Adam step", [&]<typename T>() { adam_typed<T>(slots, h); });
+void adam_step(Device device, DType dtype, std::span<const OptimSlot> slots, const AdamHyper& h,
+               const LowPrecisionUpdate& lp) {
+  if (device.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::adam_step(device.index, dtype, slots, h, lp);
+#else
+    MANTISSA_ERROR("Adam step: ", device, " parameters need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
+  visit_dtype<kOptimTypes>(dtype, "Adam step", [&]<typename T>() { adam_typed<T>(slots, h, lp); });
+}
+
+void widen_unscale_grads(Device device, DType src_dtype, std::span<const CastSlot> slots, float inv_scale,
+                         const Tensor& found_inf) {
+  check_flag(found_inf, device);
+  MANTISSA_CHECK(src_dtype == DType::F16 || src_dtype == DType::BF16 || src_dtype == DType::F32,
+                 "widen_unscale_grads: gradients of dtype ", src_dtype, " (expected F16, BF16 or F32)");
+  if (device.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::widen_unscale_grads(device.index, src_dtype, slots, inv_scale,
+                                     found_inf.defined() ? found_inf.data<float>() : nullptr);
+#else
+    MANTISSA_ERROR("widen_unscale_grads: ", device, " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
+  bool found = false;
+  for (const CastSlot& s : slots) {
+    float* dst = static_cast<float*>(s.dst);
+    if (src_dtype == DType::F16) convert_f16_to_f32(static_cast<const Half*>(s.src), dst, s.numel);
+    else if (src_dtype == DType::BF16) convert_bf16_to_f32(static_cast<const BFloat16*>(s.src), dst, s.numel);
+    else if (s.src != s.dst) std::memcpy(dst, s.src, static_cast<size_t>(s.numel) * sizeof(float));
+    // Conversions keep Inf and NaN, so checking the widened values checks the sources.
+    if (inv_scale != 1.0f || found_inf.defined()) found = scale_check_f32(dst, s.numel, inv_scale) || found;
+  }
+  if (found && found_inf.defined()) *found_inf.data<float>() = 1.0f;
+}
+
+void round_masters(Device device, DType dst_dtype, std::span<const CastSlot> slots) {
+  MANTISSA_CHECK(dst_dtype == DType::F16 || dst_dtype == DType::BF16, "round_masters: working copies of dtype ",
+                 dst_dtype, " (expected F16 or BF16)");
+  if (device.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::round_masters(device.index, dst_dtype, slots);
+#else
+    MANTISSA_ERROR("round_masters: ", device, " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
+  for (const CastSlot& s : slots) {
+    const float* src = static_cast<const float*>(s.src);
+    if (dst_dtype == DType::F16) convert_f32_to_f16(src, static_cast<Half*>(s.dst), s.numel);
+    else convert_f32_to_bf16(src, static_cast<BFloat16*>(s.dst), s.numel);
+  }
 }
 
 }  // namespace mantissa::kernels
