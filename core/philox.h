@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "core/macros.h"
+#include "core/philox_math.h"
 
 // Stream convention (what every random kernel must follow; the Generator hands out offsets):
 //
@@ -23,15 +24,15 @@
 //     uniform:   u = (w >> 8) * 2^-24 in [0, 1)
 //     bernoulli: u < p
 //     normal:    Box-Muller per word pair: words (0, 1) give elements i % 4 == 0 (r cos) and
-//                1 (r sin); words (2, 3) give 2 (r cos) and 3 (r sin); F32 math.
+//                1 (r sin); words (2, 3) give 2 (r cos) and 3 (r sin); F64 math rounded once.
 //   64-bit outputs (double uniform, double normal):
 //     uniform: element i uses block offset + i / 2, words 2*(i%2) (high) and 2*(i%2)+1 (low),
 //              u = (((hi << 32) | lo) >> 11) * 2^-53 in [0, 1).
 //     normal:  element i uses block offset + i / 2; words (0, 1) -> u1, words (2, 3) -> u2,
 //              i % 2 == 0 is r cos, 1 is r sin; F64 math.
 //
-// Words, uniforms and bernoulli draws are bit-identical across devices. Normals go through
-// log/sqrt/sin/cos, whose last-ulp rounding differs between libm and CUDA's libdevice.
+// Every output is bit-identical across devices: normals take log and sin/cos from
+// core/philox_math.h (IEEE operations and explicit fma only), never from libm or libdevice.
 
 namespace mantissa {
 
@@ -183,25 +184,28 @@ MANTISSA_INLINE bool uint32_to_bernoulli(uint32_t x, float p) {
   return uint32_to_uniform_float(x) < p;
 }
 
-// Box-Muller in F32 on one word pair. The radius is bounded by sqrt(-2 ln 2^-24) ~ 5.77, so the
-// output is always finite; a pair's radius exceeds that with probability 2^-24, so the tail is cut.
+// Box-Muller on one word pair, computed in F64 and rounded once to float. The radius is bounded
+// by sqrt(-2 ln 2^-24) ~ 5.77, so the output is always finite; a pair's radius exceeds that
+// with probability 2^-24, so the tail is cut.
 MANTISSA_INLINE void box_muller_float(uint32_t w0, uint32_t w1, float& z0, float& z1) {
-  const float u1 = uint32_to_positive_uniform_float(w0);
-  const float u2 = uint32_to_uniform_float(w1);
-  const float r = ::sqrtf(-2.0f * ::logf(u1));
-  const float theta = 6.28318530717958647692f * u2;
-  z0 = r * ::cosf(theta);
-  z1 = r * ::sinf(theta);
+  const double u1 = uint32_to_positive_uniform_float(w0);
+  const double u2 = uint32_to_uniform_float(w1);
+  const double r = ::sqrt(-2.0 * philox_math::log_positive(u1));
+  double s, c;
+  philox_math::sincos_turns(u2, s, c);
+  z0 = static_cast<float>(r * c);
+  z1 = static_cast<float>(r * s);
 }
 
 // Box-Muller in F64 on a whole block: two 53-bit uniforms, radius bounded by ~8.57.
 MANTISSA_INLINE void box_muller_double(const uint32_t w[4], double& z0, double& z1) {
   const double u1 = uint32x2_to_positive_uniform_double(w[0], w[1]);
   const double u2 = uint32x2_to_uniform_double(w[2], w[3]);
-  const double r = ::sqrt(-2.0 * ::log(u1));
-  const double theta = 6.28318530717958647692 * u2;
-  z0 = r * ::cos(theta);
-  z1 = r * ::sin(theta);
+  const double r = ::sqrt(-2.0 * philox_math::log_positive(u1));
+  double s, c;
+  philox_math::sincos_turns(u2, s, c);
+  z0 = r * c;
+  z1 = r * s;
 }
 
 }  // namespace mantissa

@@ -1,6 +1,7 @@
 // Random factories: Philox streams drawn from a generator (the global one by default). F64
 // draws in double; every other floating dtype draws in F32 and rounds once, so an F16 and an
-// F32 tensor from the same (seed, offset) hold the same numbers up to that rounding.
+// F32 tensor from the same (seed, offset) hold the same numbers up to that rounding. CPU and
+// CUDA tensors draw the same bits from the same generator state (core/kernels/random.h).
 #include "autograd/function.h"
 #include "autograd/ops.h"
 #include "core/generator.h"
@@ -13,34 +14,22 @@ namespace mantissa {
 namespace {
 enum class Dist { Uniform, Normal, Bernoulli };
 
+// Reserves the draw's counter blocks (the same count on every device, so a seed gives one
+// stream whatever the device) and fills t on its own device.
 void fill_random(const Tensor& t, Dist dist, double a, double b, Generator* gen, const char* op) {
   MANTISSA_CHECK(is_floating(t.dtype()), op, ": needs a floating-point tensor (got ", t.dtype(),
                  "); draw floats and convert");
-  MANTISSA_CHECK(t.is_cpu(), op, ": random kernels for ", t.device(), " are not in this build's CPU backend");
   Generator& g = gen ? *gen : default_generator();
   const int64_t n = t.numel();
   const bool dbl = t.dtype() == DType::F64;
   const GeneratorState st = g.reserve_state(philox_blocks_for(n, dbl));  // seed and offset under one lock
-  const uint64_t offset = st.offset;
-  const uint64_t seed = st.seed;
-  Tensor dst = t.is_contiguous() && t.dtype() == (dbl ? DType::F64 : DType::F32)
-                   ? t
-                   : empty(t.sizes(), dbl ? DType::F64 : DType::F32);
-  if (dbl) {
-    double* p = dst.data<double>();
-    if (dist == Dist::Uniform) kernels::fill_uniform(p, n, seed, offset, a, b);
-    else if (dist == Dist::Normal) kernels::fill_normal(p, n, seed, offset, a, b);
-    else {
-      // Bernoulli draws in float precision for every dtype: one stream for all of them.
-      Tensor f = empty(t.sizes(), DType::F32);
-      kernels::fill_bernoulli(f.data<float>(), n, seed, offset, static_cast<float>(a));
-      kernels::copy(dst, f);
-    }
-  } else {
-    float* p = dst.data<float>();
-    if (dist == Dist::Uniform) kernels::fill_uniform(p, n, seed, offset, static_cast<float>(a), static_cast<float>(b));
-    else if (dist == Dist::Normal) kernels::fill_normal(p, n, seed, offset, static_cast<float>(a), static_cast<float>(b));
-    else kernels::fill_bernoulli(p, n, seed, offset, static_cast<float>(a));
+  // The fills write contiguous tensors; a strided t gets a contiguous twin copied in after.
+  Tensor dst = t.is_contiguous() ? t : empty(t.sizes(), TensorOptions(t.dtype()).device(t.device()));
+  switch (dist) {
+    case Dist::Uniform: kernels::fill_uniform(dst, st.seed, st.offset, a, b); break;
+    case Dist::Normal: kernels::fill_normal(dst, st.seed, st.offset, a, b); break;
+    // Bernoulli draws the 32-bit stream for every dtype (F64 included): one mask for all of them.
+    case Dist::Bernoulli: kernels::fill_bernoulli(dst, st.seed, st.offset, a); break;
   }
   if (!dst.is_same(t)) kernels::copy(t, dst);
 }
@@ -48,8 +37,6 @@ void fill_random(const Tensor& t, Dist dist, double a, double b, Generator* gen,
 Tensor make(const Shape& shape, TensorOptions options, Dist dist, double a, double b, Generator* gen, const char* op) {
   bool rg = options.requires_grad_;
   options.requires_grad_ = false;
-  MANTISSA_CHECK(options.device_.is_cpu(), op, ": random kernels for ", options.device_,
-                 " are not in this build's CPU backend");
   Tensor t = empty(shape, options);
   fill_random(t, dist, a, b, gen, op);
   if (rg) t.requires_grad_(true);

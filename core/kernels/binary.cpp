@@ -1,24 +1,20 @@
 // CPU kernels of the binary family: arithmetic (tensor-tensor and tensor-scalar), comparisons,
 // where, and the fused backward formulas of div/pow/maximum/minimum. One map() instantiation
 // per (op, dtype), chosen outside the loop, so every inner loop is a plain vectorizable body.
+// Each entry point sends CUDA outputs to elementwise.cu first.
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/elementwise.h"
-#include "core/kernels/elementwise_math.h"
 #include "core/kernels/elementwise_loops.h"
+#include "core/kernels/elementwise_math.h"
+#include "core/kernels/elementwise_scalars.h"
 
 namespace mantissa::kernels {
 
-namespace {
-
-void check_cpu(const Tensor& out, const char* op) {
-  MANTISSA_CHECK(out.is_cpu(), op, ": the CUDA kernel is not available in this build (tensor on ", out.device(),
-                 ")");
-}
-
-const char* binary_name(BinaryOp op) {
+const char* binary_op_name(BinaryOp op) {
   switch (op) {
     case BinaryOp::Add: return "add";
     case BinaryOp::Sub: return "sub";
@@ -31,14 +27,16 @@ const char* binary_name(BinaryOp op) {
   return "binary";
 }
 
+namespace {
+
+const char* binary_name(BinaryOp op) { return binary_op_name(op); }
+
 template <typename T>
 inline constexpr bool kIsInt = std::is_integral_v<T> && !std::is_same_v<T, bool>;
 
-// A double that the caller has checked to be integral, as T with two's complement wrapping
-// (int64 -> narrower integer conversion is modular in C++20).
 template <typename T>
 T scalar_as_int(double s) {
-  return static_cast<T>(static_cast<int64_t>(s));
+  return scalars::as_int<T>(s);
 }
 
 template <typename T>
@@ -176,19 +174,22 @@ void compare_scalar_in(CompareOp op, const Tensor& out, const Tensor& a, W s) {
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
-  check_cpu(out, binary_name(op));
+  check_same_device(binary_name(op), out, {&a, &b});
+  MANTISSA_CUDA_DISPATCH(out, binary_name(op), cuda::binary(op, out, a, b, alpha));
   visit_dtype<kAllTypes>(out.dtype(), binary_name(op),
                          [&]<typename T>() { binary_typed<T>(op, out, a, b, alpha); });
 }
 
 void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& a, double s, bool scalar_first) {
-  check_cpu(out, binary_name(op));
+  check_same_device(binary_name(op), out, {&a});
+  MANTISSA_CUDA_DISPATCH(out, binary_name(op), cuda::binary_scalar(op, out, a, s, scalar_first));
   visit_dtype<kAllTypes>(out.dtype(), binary_name(op),
                          [&]<typename T>() { binary_scalar_typed<T>(op, out, a, s, scalar_first); });
 }
 
 void compare(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  check_cpu(out, "compare");
+  check_same_device("compare", out, {&a, &b});
+  MANTISSA_CUDA_DISPATCH(out, "compare", cuda::compare(op, out, a, b));
   visit_dtype<kAllTypes>(a.dtype(), "compare", [&]<typename T>() {
     using C = compute_t<T>;
     compare_with<C>(op, [&](auto cmp) { map_fast<bool, T, T>(out, cmp, a, b); });
@@ -196,7 +197,8 @@ void compare(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b) 
 }
 
 void compare_scalar(CompareOp op, const Tensor& out, const Tensor& a, double s) {
-  check_cpu(out, "compare");
+  check_same_device("compare", out, {&a});
+  MANTISSA_CUDA_DISPATCH(out, "compare", cuda::compare_scalar(op, out, a, s));
   visit_dtype<kAllTypes>(a.dtype(), "compare", [&]<typename T>() {
     using C = compute_t<T>;
     if constexpr (std::is_floating_point_v<C>) {
@@ -205,15 +207,15 @@ void compare_scalar(CompareOp op, const Tensor& out, const Tensor& a, double s) 
       compare_scalar_in<T, C>(op, out, a, v);
     } else {
       // Integers compare exactly: in int64 against an integral s, else in double.
-      const bool integral = std::isfinite(s) && s == std::trunc(s) && std::fabs(s) < 9.2e18;
-      if (integral) compare_scalar_in<T, int64_t>(op, out, a, static_cast<int64_t>(s));
+      if (scalars::is_int64_exact(s)) compare_scalar_in<T, int64_t>(op, out, a, static_cast<int64_t>(s));
       else compare_scalar_in<T, double>(op, out, a, s);
     }
   });
 }
 
 void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
-  check_cpu(out, "where");
+  check_same_device("where", out, {&cond, &a, &b});
+  MANTISSA_CUDA_DISPATCH(out, "where", cuda::where(out, cond, a, b));
   visit_dtype<kAllTypes>(out.dtype(), "where", [&]<typename T>() {
     using C = compute_t<T>;
     map_fast<T, bool, T, T>(out, [](bool c, C x, C y) MANTISSA_KERNEL_LAMBDA { return c ? x : y; }, cond, a, b);
@@ -221,7 +223,8 @@ void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
 }
 
 void binary_backward(BinaryGradOp op, const Tensor& out, const Tensor& g, const Tensor& a, const Tensor& b) {
-  check_cpu(out, "binary backward");
+  check_same_device("binary backward", out, {&g, &a, &b});
+  MANTISSA_CUDA_DISPATCH(out, "binary backward", cuda::binary_backward(op, out, g, a, b));
   visit_dtype<kFloatTypes>(out.dtype(), "binary backward", [&]<typename T>() {
     using C = compute_t<T>;
     auto run = [&](auto f) { map_fast<T, T, T, T>(out, f, g, a, b); };

@@ -68,4 +68,26 @@ void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Te
 // out = g where lo <= x <= hi (inclusive, as PyTorch), else 0.
 void clamp_backward(const Tensor& out, const Tensor& g, const Tensor& x, double lo, double hi);
 
+#ifdef MANTISSA_HAVE_CUDA
+// The same kernels on CUDA tensors (elementwise.cu), reached through the entry points above
+// when `out` is on a CUDA device; same contracts, same scalar formulas (elementwise_math.h).
+namespace cuda {
+void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, double alpha);
+void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& a, double s, bool scalar_first);
+void compare(CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+void compare_scalar(CompareOp op, const Tensor& out, const Tensor& a, double s);
+void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
+void unary(UnaryOp op, const Tensor& out, const Tensor& x);
+void pow_scalar(const Tensor& out, const Tensor& x, double p);
+void clamp(const Tensor& out, const Tensor& x, double lo, double hi);
+void binary_backward(BinaryGradOp op, const Tensor& out, const Tensor& g, const Tensor& a, const Tensor& b);
+void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Tensor& saved, double p);
+void clamp_backward(const Tensor& out, const Tensor& g, const Tensor& x, double lo, double hi);
+}  // namespace cuda
+#endif
+
+// Names used in error messages ("add", "gelu", ...), shared by the CPU and CUDA files.
+const char* binary_op_name(BinaryOp op);
+const char* unary_op_name(UnaryOp op);
+
 }  // namespace mantissa::kernels

@@ -1,10 +1,12 @@
 // CPU indexing kernels. Forward copies dispatch on element size only (a row copy does not care
 // what the bits mean); backward scatter-adds accumulate in compute_t and are parallelized so
-// that no two threads ever add into the same element (no atomics, deterministic sums).
+// that no two threads ever add into the same element (no atomics, deterministic sums). Each
+// entry point sends CUDA tensors to index.cu first.
 #include "core/kernels/index.h"
 
 #include <array>
 
+#include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/loops.h"
 
 namespace mantissa::kernels {
@@ -35,6 +37,13 @@ int64_t stride0(const Tensor& t) { return t.dim() == 0 ? 0 : t.stride(0); }
 }  // namespace
 
 std::optional<int64_t> find_out_of_range(const Tensor& index, int64_t n) {
+  if (index.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::find_out_of_range(index, n);
+#else
+    MANTISSA_ERROR("index check: ", index.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   std::optional<int64_t> bad;
   if (index.numel() == 0) return bad;
   visit_index(index, "index check", [&]<typename I>() {
@@ -55,6 +64,8 @@ std::optional<int64_t> find_out_of_range(const Tensor& index, int64_t n) {
 }
 
 void index_select(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner, const Tensor& index) {
+  check_same_device("index_select", out, {&x, &index});
+  MANTISSA_CUDA_DISPATCH(out, "index_select", cuda::index_select(out, x, outer, n, inner, index));
   const int64_t k = index.numel();
   if (outer * k * inner == 0) return;
   visit_element_size(x, [&]<typename E>() {
@@ -77,6 +88,8 @@ void index_select(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, 
 }
 
 void index_add_rows(const Tensor& grad, const Tensor& g, int64_t outer, int64_t n, int64_t inner, const Tensor& index) {
+  check_same_device("index backward", grad, {&g, &index});
+  MANTISSA_CUDA_DISPATCH(grad, "index backward", cuda::index_add_rows(grad, g, outer, n, inner, index));
   const int64_t k = index.numel();
   if (outer * k * inner == 0) return;
   visit_dtype<kFloatTypes>(g.dtype(), "index backward", [&]<typename T>() {
@@ -128,6 +141,8 @@ void for_each_line(const Tensor& index, int64_t dim, const Shape& sa, const Shap
 }  // namespace
 
 void gather(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) {
+  check_same_device("gather", out, {&x, &index});
+  MANTISSA_CUDA_DISPATCH(out, "gather", cuda::gather(out, x, dim, index));
   if (out.numel() == 0) return;
   const int64_t k = index.size(dim);
   const int64_t os = out.stride(dim), is = index.stride(dim), xs = x.stride(dim);
@@ -144,6 +159,8 @@ void gather(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index
 }
 
 void gather_backward(const Tensor& grad, const Tensor& g, int64_t dim, const Tensor& index) {
+  check_same_device("gather backward", grad, {&g, &index});
+  MANTISSA_CUDA_DISPATCH(grad, "gather backward", cuda::gather_backward(grad, g, dim, index));
   if (g.numel() == 0) return;
   const int64_t k = index.size(dim);
   const int64_t gs = g.stride(dim), is = index.stride(dim), ds = grad.stride(dim);
@@ -162,6 +179,8 @@ void gather_backward(const Tensor& grad, const Tensor& g, int64_t dim, const Ten
 }
 
 void dropout_apply(const Tensor& out, const Tensor& x, const Tensor& mask, double scale) {
+  check_same_device("dropout", out, {&x, &mask});
+  MANTISSA_CUDA_DISPATCH(out, "dropout", cuda::dropout_apply(out, x, mask, scale));
   visit_dtype<kFloatTypes>(x.dtype(), "dropout", [&]<typename T>() {
     const compute_t<T> s = static_cast<compute_t<T>>(scale);
     map<T, T, T>(out, [s](auto v, auto m) { return v * (m * s); }, x, mask);

@@ -1,12 +1,15 @@
 // CPU reference for the random fills: one Philox block per loop iteration, parallel over blocks.
 // Each element is a pure function of (seed, offset, i), which is what makes the result
-// independent of how OpenMP splits the loop.
+// independent of how OpenMP splits the loop. The Tensor forms check their arguments here for
+// both devices, then send CUDA tensors to random.cu.
 #include "core/kernels/random.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/kernels/copy.h"
+#include "core/kernels/cuda_dispatch.h"
 #include "core/philox.h"
 
 namespace mantissa::kernels {
@@ -107,6 +110,74 @@ void fill_bernoulli(uint8_t* out, int64_t n, uint64_t seed, uint64_t offset, flo
   for_each_block<4>(n, seed, offset, [=](const uint32_t* w, int64_t first, int64_t count) {
     for (int64_t k = 0; k < count; ++k) out[first + k] = uint32_to_bernoulli(w[k], p) ? 1 : 0;
   });
+}
+
+namespace {
+
+void check_target(const char* op, const Tensor& out, bool floating_only) {
+  MANTISSA_CHECK(out.defined(), op, ": the output is an undefined tensor");
+  MANTISSA_CHECK(out.is_contiguous(), op, ": the output must be contiguous (got shape ", shape_str(out.sizes()),
+                 " with strides ", shape_str(out.strides()), ")");
+  MANTISSA_CHECK(!floating_only || is_floating(out.dtype()), op, ": needs a floating-point output (got ", out.dtype(),
+                 ")");
+}
+
+// The 32-bit stream is drawn in F32; F16/BF16 outputs get it through an F32 buffer rounded once.
+template <typename Fill>
+void fill_via_f32(const Tensor& out, const Fill& fill) {
+  if (out.dtype() == DType::F32) {
+    fill(out.data<float>());
+    return;
+  }
+  Tensor f = empty(out.sizes(), DType::F32);
+  fill(f.data<float>());
+  copy(out, f);
+}
+
+}  // namespace
+
+void fill_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) {
+  check_target("fill_uniform", out, true);
+  const bool dbl = out.dtype() == DType::F64;
+  if (dbl) check_range("fill_uniform", lo, hi);
+  else check_range("fill_uniform", static_cast<float>(lo), static_cast<float>(hi));
+  MANTISSA_CUDA_DISPATCH(out, "fill_uniform", cuda::fill_uniform(out, seed, offset, lo, hi));
+  const int64_t n = out.numel();
+  if (dbl) {
+    fill_uniform(out.data<double>(), n, seed, offset, lo, hi);
+    return;
+  }
+  fill_via_f32(out, [&](float* p) {
+    fill_uniform(p, n, seed, offset, static_cast<float>(lo), static_cast<float>(hi));
+  });
+}
+
+void fill_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
+  check_target("fill_normal", out, true);
+  const bool dbl = out.dtype() == DType::F64;
+  if (dbl) check_normal("fill_normal", mean, std);
+  else check_normal("fill_normal", static_cast<float>(mean), static_cast<float>(std));
+  MANTISSA_CUDA_DISPATCH(out, "fill_normal", cuda::fill_normal(out, seed, offset, mean, std));
+  const int64_t n = out.numel();
+  if (dbl) {
+    fill_normal(out.data<double>(), n, seed, offset, mean, std);
+    return;
+  }
+  fill_via_f32(out, [&](float* p) {
+    fill_normal(p, n, seed, offset, static_cast<float>(mean), static_cast<float>(std));
+  });
+}
+
+void fill_bernoulli(const Tensor& out, uint64_t seed, uint64_t offset, double p) {
+  check_target("fill_bernoulli", out, false);
+  check_probability("fill_bernoulli", static_cast<float>(p));
+  MANTISSA_CUDA_DISPATCH(out, "fill_bernoulli", cuda::fill_bernoulli(out, seed, offset, p));
+  const int64_t n = out.numel();
+  if (out.dtype() == DType::U8) {
+    fill_bernoulli(out.data<uint8_t>(), n, seed, offset, static_cast<float>(p));
+    return;
+  }
+  fill_via_f32(out, [&](float* q) { fill_bernoulli(q, n, seed, offset, static_cast<float>(p)); });
 }
 
 }  // namespace mantissa::kernels

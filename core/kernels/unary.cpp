@@ -1,24 +1,19 @@
 // CPU kernels of the unary family: neg/abs/relu (all numeric dtypes), the floating-point math
 // ops, scalar pow, clamp, and their fused backward formulas. The scalar formulas themselves live
-// in elementwise_math.h.
+// in elementwise_math.h. Each entry point sends CUDA outputs to elementwise.cu first.
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/elementwise.h"
-#include "core/kernels/elementwise_math.h"
 #include "core/kernels/elementwise_loops.h"
+#include "core/kernels/elementwise_math.h"
+#include "core/kernels/elementwise_scalars.h"
 
 namespace mantissa::kernels {
 
-namespace {
-
-void check_cpu(const Tensor& out, const char* op) {
-  MANTISSA_CHECK(out.is_cpu(), op, ": the CUDA kernel is not available in this build (tensor on ", out.device(),
-                 ")");
-}
-
-const char* unary_name(UnaryOp op) {
+const char* unary_op_name(UnaryOp op) {
   switch (op) {
     case UnaryOp::Neg: return "neg";
     case UnaryOp::Exp: return "exp";
@@ -35,6 +30,10 @@ const char* unary_name(UnaryOp op) {
   }
   return "unary";
 }
+
+namespace {
+
+const char* unary_name(UnaryOp op) { return unary_op_name(op); }
 
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& out, const Tensor& x) {
@@ -72,25 +71,17 @@ void unary_typed(UnaryOp op, const Tensor& out, const Tensor& x) {
   }
 }
 
-// Saturating conversion of a clamp bound to an integer type: ceil for the lower bound, floor
-// for the upper, so the result is the clamp of the integer values into [lo, hi].
-template <typename T>
-T int_bound(double v, bool lower) {
-  const double r = lower ? std::ceil(v) : std::floor(v);
-  if (r <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
-  if (r >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
-  return static_cast<T>(r);
-}
-
 }  // namespace
 
 void unary(UnaryOp op, const Tensor& out, const Tensor& x) {
-  check_cpu(out, unary_name(op));
+  check_same_device(unary_name(op), out, {&x});
+  MANTISSA_CUDA_DISPATCH(out, unary_name(op), cuda::unary(op, out, x));
   visit_dtype<kNumericTypes>(out.dtype(), unary_name(op), [&]<typename T>() { unary_typed<T>(op, out, x); });
 }
 
 void pow_scalar(const Tensor& out, const Tensor& x, double p) {
-  check_cpu(out, "pow");
+  check_same_device("pow", out, {&x});
+  MANTISSA_CUDA_DISPATCH(out, "pow", cuda::pow_scalar(out, x, p));
   visit_dtype<kNumericTypes>(out.dtype(), "pow", [&]<typename T>() {
     using C = compute_t<T>;
     if constexpr (std::is_integral_v<C>) {
@@ -107,11 +98,12 @@ void pow_scalar(const Tensor& out, const Tensor& x, double p) {
 }
 
 void clamp(const Tensor& out, const Tensor& x, double lo, double hi) {
-  check_cpu(out, "clamp");
+  check_same_device("clamp", out, {&x});
+  MANTISSA_CUDA_DISPATCH(out, "clamp", cuda::clamp(out, x, lo, hi));
   visit_dtype<kNumericTypes>(out.dtype(), "clamp", [&]<typename T>() {
     using C = compute_t<T>;
     if constexpr (std::is_integral_v<C>) {
-      const C l = int_bound<C>(lo, true), h = int_bound<C>(hi, false);
+      const C l = scalars::int_clamp_bound<C>(lo, true), h = scalars::int_clamp_bound<C>(hi, false);
       map_fast<T, T>(out, [l, h](C v) MANTISSA_KERNEL_LAMBDA { return v < l ? (l > h ? h : l) : (v > h ? h : v); }, x);
     } else {
       const C l = static_cast<C>(lo), h = static_cast<C>(hi);
@@ -121,7 +113,8 @@ void clamp(const Tensor& out, const Tensor& x, double lo, double hi) {
 }
 
 void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Tensor& saved, double p) {
-  check_cpu(out, "unary backward");
+  check_same_device("unary backward", out, {&g, &saved});
+  MANTISSA_CUDA_DISPATCH(out, "unary backward", cuda::unary_backward(op, out, g, saved, p));
   visit_dtype<kFloatTypes>(out.dtype(), "unary backward", [&]<typename T>() {
     using C = compute_t<T>;
     auto run = [&](auto f) { map_fast<T, T, T>(out, f, g, saved); };
@@ -151,7 +144,8 @@ void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Te
 }
 
 void clamp_backward(const Tensor& out, const Tensor& g, const Tensor& x, double lo, double hi) {
-  check_cpu(out, "clamp backward");
+  check_same_device("clamp backward", out, {&g, &x});
+  MANTISSA_CUDA_DISPATCH(out, "clamp backward", cuda::clamp_backward(out, g, x, lo, hi));
   visit_dtype<kFloatTypes>(out.dtype(), "clamp backward", [&]<typename T>() {
     using C = compute_t<T>;
     const C l = static_cast<C>(lo), h = static_cast<C>(hi);
