@@ -144,9 +144,10 @@ class Tensor {
   Tensor to(Device device, DType dtype) const;
   Tensor cpu() const { return to(kCPU); }
   // A contiguous copy in page-locked host memory, without autograd history (this tensor itself
-  // when it already is pinned and contiguous). Copies from pinned memory to a GPU are asynchronous on the current
-  // stream: do not write to the source until the stream is synchronized. Without a usable CUDA
-  // driver the copy is ordinary memory and is_pinned() stays false.
+  // when it already is pinned and contiguous). Copies from pinned memory to a GPU are
+  // asynchronous on the current stream: do not write to the source until the stream is
+  // synchronized. Without a usable CUDA driver the copy is ordinary memory and is_pinned()
+  // stays false.
   Tensor pin_memory() const;
   bool is_pinned() const;
 
