@@ -1,6 +1,7 @@
-// 2-D convolution kernels (see conv.h): oneDNN forward / backward-data / backward-weights
-// primitives for F32 and BF16 (F32 accumulation, results rounded once), im2col + reference GEMM
-// for F64 and for builds without oneDNN, and F16 computed in F32 on the F16 values.
+// CPU 2-D convolution kernels (see conv.h; CUDA tensors go to conv.cu): oneDNN forward /
+// backward-data / backward-weights primitives for F32 and BF16 (F32 accumulation, results
+// rounded once), im2col + reference GEMM for F64 and for builds without oneDNN, and F16
+// computed in F32 on the F16 values.
 #include "core/kernels/conv.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/kernels/copy.h"
+#include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/loops.h"
 #include "core/kernels/matmul.h"
 #ifdef MANTISSA_HAVE_DNNL
@@ -51,11 +53,6 @@ bool computes_in_f32(DType t) {
 #else
   return t == DType::F16 || t == DType::BF16;
 #endif
-}
-
-void check_cpu(const char* what, const Tensor& a, const Tensor& b) {
-  MANTISSA_CHECK(a.is_cpu() && b.is_cpu(), what, ": the CUDA kernel is not available in this build (tensors on ",
-                 a.device(), ", ", b.device(), ")");
 }
 
 // ---- reference path: im2col + GEMM -----------------------------------------------------------
@@ -387,7 +384,8 @@ constexpr DTypeSet kNativeTypes = dtype_bit(DType::F64) | dtype_bit(DType::F32) 
 
 void conv2d_forward(const Tensor& out, const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in,
                     const Conv2dParams& p) {
-  check_cpu("conv2d", x_in, w_in);
+  MANTISSA_CUDA_DISPATCH(out, "conv2d", cuda::conv2d_forward(out, x_in, w_in, bias_in, p));
+  check_same_device("conv2d", out, {&x_in, &w_in, &bias_in});
   const Geometry g = geometry(x_in.sizes(), w_in.sizes(), out.sizes(), p);
   MANTISSA_ASSERT(out.is_contiguous());
   if (out.numel() == 0) return;
@@ -417,7 +415,8 @@ void conv2d_forward(const Tensor& out, const Tensor& x_in, const Tensor& w_in, c
 
 void conv2d_backward_input(const Tensor& grad_x, const Tensor& grad_out_in, const Tensor& w_in,
                            const Conv2dParams& p) {
-  check_cpu("conv2d backward", grad_out_in, w_in);
+  MANTISSA_CUDA_DISPATCH(grad_x, "conv2d backward", cuda::conv2d_backward_input(grad_x, grad_out_in, w_in, p));
+  check_same_device("conv2d backward", grad_x, {&grad_out_in, &w_in});
   const Geometry g = geometry(grad_x.sizes(), w_in.sizes(), grad_out_in.sizes(), p);
   MANTISSA_ASSERT(grad_x.is_contiguous());
   if (grad_x.numel() == 0) return;
@@ -447,7 +446,9 @@ void conv2d_backward_input(const Tensor& grad_x, const Tensor& grad_out_in, cons
 
 void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_bias, const Tensor& grad_out_in,
                             const Tensor& x_in, const Conv2dParams& p) {
-  check_cpu("conv2d backward", grad_out_in, x_in);
+  MANTISSA_CUDA_DISPATCH(grad_w, "conv2d backward",
+                         cuda::conv2d_backward_weight(grad_w, grad_bias, grad_out_in, x_in, p));
+  check_same_device("conv2d backward", grad_w, {&grad_bias, &grad_out_in, &x_in});
   const Geometry g = geometry(x_in.sizes(), grad_w.sizes(), grad_out_in.sizes(), p);
   MANTISSA_ASSERT(grad_w.is_contiguous() && (!grad_bias.defined() || grad_bias.is_contiguous()));
   if (grad_out_in.numel() == 0 || x_in.numel() == 0) {

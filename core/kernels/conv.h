@@ -1,6 +1,8 @@
 // 2-D convolution kernels, NCHW: forward, gradient of the input and gradient of the weight
-// (and bias). oneDNN for F32/BF16 when built with it; im2col + the reference GEMM for F64 and
-// without oneDNN; F16 is computed in F32 on the F16 values and rounded once.
+// (and bias). CPU (conv.cpp): oneDNN for F32/BF16 when built with it; im2col + the reference
+// GEMM for F64 and without oneDNN; F16 is computed in F32 on the F16 values and rounded once.
+// CUDA (conv.cu): cuDNN with F32 accumulation for F16/BF16 (TF32 for F32 only when
+// mantissa::cuda::allow_tf32()), F64 in F64.
 #pragma once
 
 #include <cstdint>
@@ -25,5 +27,15 @@ void conv2d_backward_input(const Tensor& grad_x, const Tensor& grad_out, const T
 // grad_w [O, C/groups, kh, kw] (contiguous) from grad_out and x; grad_bias [O] too when defined.
 void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
                             const Conv2dParams& p);
+
+#ifdef MANTISSA_HAVE_CUDA
+// The CUDA twins (conv.cu), reached through the entry points above for CUDA tensors.
+namespace cuda {
+void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+void conv2d_backward_input(const Tensor& grad_x, const Tensor& grad_out, const Tensor& w, const Conv2dParams& p);
+void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
+                            const Conv2dParams& p);
+}  // namespace cuda
+#endif
 
 }  // namespace mantissa::kernels

@@ -1,6 +1,7 @@
-// Pooling kernels (see pool.h). Each plane (one image, one channel) is independent, so planes
-// are split across threads; backward passes scatter into a per-plane F32 (F64) buffer and round
-// once, so overlapping windows do not round a 16-bit gradient at every addition.
+// CPU pooling kernels (see pool.h; CUDA tensors go to pool.cu). Each plane (one image, one
+// channel) is independent, so planes are split across threads; backward passes scatter into a
+// per-plane F32 (F64) buffer and round once, so overlapping windows do not round a 16-bit
+// gradient at every addition.
 #include "core/kernels/pool.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/kernels/copy.h"
+#include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/loops.h"
 
 namespace mantissa::kernels {
@@ -158,6 +160,8 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 }
 
 void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& x_in, const Pool2dParams& p) {
+  MANTISSA_CUDA_DISPATCH(out, "max_pool2d", cuda::max_pool2d_forward(out, indices, x_in, p));
+  check_same_device("max_pool2d", out, {&indices, &x_in});
   if (out.numel() == 0) return;
   const Tensor x = dense(x_in);
   const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
@@ -208,6 +212,8 @@ void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& 
 }
 
 void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out_in, const Tensor& indices) {
+  MANTISSA_CUDA_DISPATCH(grad_x, "max_pool2d backward", cuda::max_pool2d_backward(grad_x, grad_out_in, indices));
+  check_same_device("max_pool2d backward", grad_x, {&grad_out_in, &indices});
   if (grad_x.numel() == 0) return;
   const Tensor grad_out = dense(grad_out_in);
   const int64_t planes = grad_x.size(0) * grad_x.size(1), hw = grad_x.size(2) * grad_x.size(3);
@@ -235,22 +241,38 @@ void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out_in, const 
   });
 }
 
+// The CPU scatter adds each input's gradients in the windows' row-major order already, so the
+// parameters only matter to the CUDA gather.
+void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p) {
+  MANTISSA_CUDA_DISPATCH(grad_x, "max_pool2d backward", cuda::max_pool2d_backward(grad_x, grad_out, indices, p));
+  (void)p;
+  max_pool2d_backward(grad_x, grad_out, indices);
+}
+
 void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
+  MANTISSA_CUDA_DISPATCH(out, "avg_pool2d", cuda::avg_pool2d_forward(out, x, p));
+  check_same_device("avg_pool2d", out, {&x});
   const int64_t h = x.size(2), w = x.size(3);
   average_forward(out, x, [&](int64_t oh, int64_t ow) { return avg_window(oh, ow, h, w, p); });
 }
 
 void avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Pool2dParams& p) {
+  MANTISSA_CUDA_DISPATCH(grad_x, "avg_pool2d backward", cuda::avg_pool2d_backward(grad_x, grad_out, p));
+  check_same_device("avg_pool2d backward", grad_x, {&grad_out});
   const int64_t h = grad_x.size(2), w = grad_x.size(3);
   average_backward(grad_x, grad_out, [&](int64_t oh, int64_t ow) { return avg_window(oh, ow, h, w, p); });
 }
 
 void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x) {
+  MANTISSA_CUDA_DISPATCH(out, "adaptive_avg_pool2d", cuda::adaptive_avg_pool2d_forward(out, x));
+  check_same_device("adaptive_avg_pool2d", out, {&x});
   const int64_t h = x.size(2), w = x.size(3), ho = out.size(2), wo = out.size(3);
   average_forward(out, x, [&](int64_t oh, int64_t ow) { return adaptive_window(oh, ow, h, w, ho, wo); });
 }
 
 void adaptive_avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out) {
+  MANTISSA_CUDA_DISPATCH(grad_x, "adaptive_avg_pool2d backward", cuda::adaptive_avg_pool2d_backward(grad_x, grad_out));
+  check_same_device("adaptive_avg_pool2d backward", grad_x, {&grad_out});
   const int64_t h = grad_x.size(2), w = grad_x.size(3), ho = grad_out.size(2), wo = grad_out.size(3);
   average_backward(grad_x, grad_out, [&](int64_t oh, int64_t ow) { return adaptive_window(oh, ow, h, w, ho, wo); });
 }

@@ -1,6 +1,6 @@
-// 2-D pooling kernels, NCHW, plain loops parallel over the N*C planes: max pooling (with the
-// argmax saved for the backward), average pooling and adaptive average pooling. 16-bit inputs
-// are summed in F32 (F64 for F64) and every output is rounded once.
+// 2-D pooling kernels, NCHW: max pooling (with the argmax saved for the backward), average
+// pooling and adaptive average pooling. CPU loops parallel over the N*C planes (pool.cpp), CUDA
+// kernels in pool.cu; 16-bit inputs are summed in F32 (F64 for F64), every output rounded once.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,11 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p);
 // grad_x [N, C, H, W] contiguous: each gradient goes to its saved argmax.
 void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices);
+// The same with the forward's parameters, which let the CUDA kernel gather each input's
+// gradients from the windows covering it in a fixed order (deterministic, bit-identical to the
+// CPU); without them it scatters with atomics, whose order of three or more additions to one
+// element varies between runs. The CPU result is the same either way.
+void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p);
 
 void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Pool2dParams& p);
@@ -33,5 +38,18 @@ void avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Poo
 // Bin i of n over an input of size s covers [floor(i s / n), ceil((i + 1) s / n)).
 void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x);
 void adaptive_avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out);
+
+#ifdef MANTISSA_HAVE_CUDA
+// The CUDA twins (pool.cu), reached through the entry points above for CUDA tensors.
+namespace cuda {
+void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices);
+void max_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices, const Pool2dParams& p);
+void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dParams& p);
+void avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out, const Pool2dParams& p);
+void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x);
+void adaptive_avg_pool2d_backward(const Tensor& grad_x, const Tensor& grad_out);
+}  // namespace cuda
+#endif
 
 }  // namespace mantissa::kernels
