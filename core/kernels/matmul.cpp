@@ -1,6 +1,6 @@
-// Matmul kernels (see matmul.h): batch geometry and operand layouts, the oneDNN path for F32
-// and BF16 (F32 accumulation, output rounded once), the blocked reference GEMM for F64 and for
-// builds without oneDNN, and F16 computed in F32 on the F16 values and rounded once.
+// Matmul kernels (see matmul.h): the checked entry points (CUDA tensors go to matmul.cu), the
+// oneDNN path for F32 and BF16 (F32 accumulation, output rounded once), the blocked reference
+// GEMM for F64 and for builds without oneDNN, and F16 computed in F32 and rounded once.
 #include "core/kernels/matmul.h"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 
 #include "core/kernels/copy.h"
 #include "core/kernels/loops.h"
+#include "core/kernels/matmul_layout.h"
 #ifdef MANTISSA_HAVE_DNNL
 #include "core/kernels/dnnl_context.h"
 #endif
@@ -109,43 +110,20 @@ void gemm_reference(int64_t m, int64_t n, int64_t k, const double* a, int64_t a_
   gemm_reference_impl(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, bias);
 }
 
-// ---- batch geometry ----------------------------------------------------------------------------
+// ---- operand preparation ------------------------------------------------------------------------
 
 namespace {
 
-struct MatLayout {
-  int64_t rs = 0, cs = 0;  // element strides of rows and columns
-  bool ok = false;         // row- or column-major with a valid leading dimension
-};
-
-// Row-major (cs == 1, rs >= cols) or column-major (rs == 1, cs >= rows), with the stride of a
-// size-1 dim replaced by one that says the same thing: oneDNN reads the layout off the strides.
-MatLayout matrix_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
-  if (rows == 1 && cols == 1) return {1, 1, true};
-  if (rows == 1) return cs == 1 ? MatLayout{cols, 1, true} : MatLayout{1, cs, cs >= 1};
-  if (cols == 1) return rs == 1 ? MatLayout{1, rows, true} : MatLayout{rs, 1, rs >= 1};
-  if (cs == 1 && rs >= cols) return {rs, 1, true};
-  if (rs == 1 && cs >= rows) return {1, cs, true};
-  return {rs, cs, false};
-}
-
-int64_t matrix_span(int64_t rows, int64_t cols, const MatLayout& l) {
-  return (rows - 1) * l.rs + (cols - 1) * l.cs + 1;
-}
+using gemm::BatchDim;
+using gemm::for_outer;
+using gemm::MatLayout;
+using gemm::matrix_layout;
+using gemm::matrix_span;
 
 // A copy in the default layout when t's matrices are strided in a way the GEMMs do not take,
 // or its batches overlap.
 Tensor with_gemm_layout(const Tensor& t) {
-  const int64_t nd = t.dim();
-  const int64_t rows = t.size(nd - 2), cols = t.size(nd - 1);
-  MatLayout l = matrix_layout(rows, cols, t.stride(nd - 2), t.stride(nd - 1));
-  bool ok = l.ok;
-  if (ok) {
-    const int64_t span = matrix_span(rows, cols, l);
-    for (int64_t d = 0; d < nd - 2; ++d)
-      if (t.size(d) > 1 && t.stride(d) < span) ok = false;
-  }
-  if (ok) return t;
+  if (gemm::layout_usable(t, /*allow_zero_batch_stride=*/false)) return t;
   Tensor c = empty(t.sizes(), TensorOptions(t.dtype()));
   copy(c, t);
   return c;
@@ -158,57 +136,12 @@ Tensor to_f32(const Tensor& t) {
   return c;
 }
 
-struct BatchDim {
-  int64_t size, sa, sb, so;
-};
-
-// Batch dims of out with the operands' strides (0 where broadcast), size-1 dims dropped and
-// neighbours merged when every operand steps through them uniformly.
-std::vector<BatchDim> batch_dims(const Tensor& out, const Tensor& a, const Tensor& b) {
-  std::vector<BatchDim> dims;
-  for (int64_t d = 0; d < out.dim() - 2; ++d) {
-    const int64_t size = out.size(d);
-    if (size == 1) continue;
-    BatchDim cur{size, a.size(d) == 1 ? 0 : a.stride(d), b.size(d) == 1 ? 0 : b.stride(d), out.stride(d)};
-    if (!dims.empty()) {
-      BatchDim& p = dims.back();
-      if (p.sa == cur.sa * size && p.sb == cur.sb * size && p.so == cur.so * size) {
-        p.size *= size;
-        p.sa = cur.sa;
-        p.sb = cur.sb;
-        p.so = cur.so;
-        continue;
-      }
-    }
-    dims.push_back(cur);
-  }
-  return dims;
-}
-
 // One batched GEMM over the innermost batch dim; the outer batch dims are looped over.
 struct Gemm {
   int64_t batch, m, n, k;
   MatLayout la, lb;
   int64_t a_bs, b_bs;  // 0 where the operand is broadcast over the batch
 };
-
-// Calls f(a_offset, b_offset, out_offset) for every index of the outer batch dims.
-template <typename F>
-void for_outer(const std::vector<BatchDim>& outer, const F& f) {
-  int64_t total = 1;
-  for (const BatchDim& d : outer) total *= d.size;
-  for (int64_t i = 0; i < total; ++i) {
-    int64_t rem = i, oa = 0, ob = 0, oo = 0;
-    for (int64_t d = static_cast<int64_t>(outer.size()) - 1; d >= 0; --d) {
-      const int64_t idx = rem % outer[d].size;
-      rem /= outer[d].size;
-      oa += idx * outer[d].sa;
-      ob += idx * outer[d].sb;
-      oo += idx * outer[d].so;
-    }
-    f(oa, ob, oo);
-  }
-}
 
 // ---- reference path --------------------------------------------------------------------------
 
@@ -327,17 +260,9 @@ void run_dnnl(DType dtype, const Gemm& g, const std::vector<BatchDim>& outer, co
 }
 #endif
 
-}  // namespace
-
-void matmul(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
-  const int64_t nd = out.dim();
-  MANTISSA_ASSERT(nd >= 2 && a_in.dim() == nd && b_in.dim() == nd && out.is_contiguous(), "matmul kernel: ",
-                  shape_str(a_in.sizes()), " @ ", shape_str(b_in.sizes()), " -> ", shape_str(out.sizes()));
+// The CPU GEMM on checked CPU operands.
+void matmul_cpu(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Tensor& bias_in) {
   const DType dtype = out.dtype();
-  MANTISSA_ASSERT(a_in.dtype() == dtype && b_in.dtype() == dtype && (!bias_in.defined() || bias_in.dtype() == dtype));
-  MANTISSA_CHECK(out.is_cpu() && a_in.is_cpu() && b_in.is_cpu(),
-                 "matmul: the CUDA kernel is not available in this build (tensors on ", a_in.device(), ", ",
-                 b_in.device(), ")");
   if (out.numel() == 0) return;
   const int64_t m = out.size(-2), n = out.size(-1), k = a_in.size(-1);
   if (k == 0) {
@@ -354,7 +279,7 @@ void matmul(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Ten
   if (dtype == DType::F16 || (dtype == DType::BF16 && !kBf16Native)) {
     // F32 GEMM on the exact 16-bit values, one rounding on the way out.
     Tensor o32 = empty(out.sizes(), TensorOptions(DType::F32));
-    matmul(o32, to_f32(a_in), to_f32(b_in), to_f32(bias_in));
+    matmul_cpu(o32, to_f32(a_in), to_f32(b_in), to_f32(bias_in));
     copy(out, o32);
     return;
   }
@@ -366,7 +291,7 @@ void matmul(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Ten
     copy(bias, bias_in);
   }
 
-  std::vector<BatchDim> outer = batch_dims(out, a, b);
+  std::vector<BatchDim> outer = gemm::batch_dims(out, a, b);
   Gemm g{1, m, n, k, matrix_layout(m, k, a.stride(-2), a.stride(-1)), matrix_layout(k, n, b.stride(-2), b.stride(-1)),
          0, 0};
   if (!outer.empty()) {
@@ -387,6 +312,67 @@ void matmul(const Tensor& out, const Tensor& a_in, const Tensor& b_in, const Ten
       run_reference<T>(g, outer, a.data<T>(), b.data<T>(), out.data<T>(), bias.defined() ? bias.data<T>() : nullptr);
     }
   });
+}
+
+
+// out = max(out, 0) on a contiguous CPU tensor; NaN stays NaN (PyTorch's relu).
+void relu_inplace(const Tensor& out) {
+  visit_dtype<kFloatTypes>(out.dtype(), "matmul_relu", [&]<typename T>() {
+    T* p = out.data<T>();
+    parallel_for(out.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        if (load(p[i]) < compute_t<T>(0)) p[i] = T(0);
+    });
+  });
+}
+
+// Shapes, dtypes and devices every entry point checks before dispatching. The shape relations
+// are the caller's (autograd/ops/linalg.cpp) invariants; devices and dtypes come from users.
+void check_operands(const char* op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  const int64_t nd = out.dim();
+  MANTISSA_ASSERT(nd >= 2 && a.dim() == nd && b.dim() == nd && out.is_contiguous(), op, " kernel: ",
+                  shape_str(a.sizes()), " @ ", shape_str(b.sizes()), " -> ", shape_str(out.sizes()));
+  MANTISSA_ASSERT(a.size(-2) == out.size(-2) && b.size(-1) == out.size(-1) && a.size(-1) == b.size(-2), op,
+                  " kernel: ", shape_str(a.sizes()), " @ ", shape_str(b.sizes()), " -> ", shape_str(out.sizes()));
+  for (int64_t d = 0; d < nd - 2; ++d)
+    MANTISSA_ASSERT((a.size(d) == out.size(d) || a.size(d) == 1) && (b.size(d) == out.size(d) || b.size(d) == 1), op,
+                    " kernel: batch dims of ", shape_str(a.sizes()), " @ ", shape_str(b.sizes()), " -> ",
+                    shape_str(out.sizes()));
+  MANTISSA_ASSERT(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out.size(-1)), op, " kernel: bias ",
+                  shape_str(bias.sizes()), " for output ", shape_str(out.sizes()));
+  const DType dtype = out.dtype();
+  MANTISSA_CHECK(a.dtype() == dtype && b.dtype() == dtype && (!bias.defined() || bias.dtype() == dtype), op,
+                 ": expected one dtype for every operand, got a ", a.dtype(), ", b ", b.dtype(),
+                 bias.defined() ? ", bias " : "", bias.defined() ? dtype_name(bias.dtype()) : "", " and out ", dtype);
+  MANTISSA_CHECK(a.device() == out.device() && b.device() == out.device() &&
+                     (!bias.defined() || bias.device() == out.device()),
+                 op, ": expected every operand on ", out.device(), ", got a on ", a.device(), ", b on ", b.device(),
+                 bias.defined() ? ", bias on " : "", bias.defined() ? bias.device().str() : std::string());
+}
+
+void matmul_entry(const char* op, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias,
+                  bool relu) {
+  check_operands(op, out, a, b, bias);
+  if (out.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::matmul(out, a, b, bias, relu);
+    return;
+#else
+    MANTISSA_ERROR(op, ": ", out.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
+  matmul_cpu(out, a, b, bias);
+  if (relu && out.numel() > 0) relu_inplace(out);
+}
+
+}  // namespace
+
+void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  matmul_entry("matmul", out, a, b, bias, /*relu=*/false);
+}
+
+void matmul_relu(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  matmul_entry("matmul_relu", out, a, b, bias, /*relu=*/true);
 }
 
 }  // namespace mantissa::kernels

@@ -1,9 +1,11 @@
-// CPU batch-norm and layer-norm kernels. Inner loops accumulate in the compute type (vectorized),
-// and per-channel / per-column totals in double, so F32 statistics over large batches keep
-// full F32 accuracy (PyTorch's CPU kernels accumulate float statistics in double too).
+// Batch-norm and layer-norm entry points (CUDA tensors go to norm.cu) and the CPU kernels. Inner
+// loops accumulate in the compute type (vectorized), and per-channel / per-column totals in
+// double, so F32 statistics over large batches keep full F32 accuracy (PyTorch's CPU kernels
+// accumulate float statistics in double too).
 #include "core/kernels/norm.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <vector>
 
 #include "core/kernels/loops.h"
@@ -13,6 +15,20 @@ namespace mantissa::kernels {
 namespace {
 
 constexpr DTypeSet kAccTypes = dtype_bit(DType::F32) | dtype_bit(DType::F64);
+
+// Every defined tensor of a call on `first`'s device: the CPU loops below must never
+// dereference a device pointer, and the CUDA kernels need one device.
+void check_devices(const char* op, const Tensor& first, std::initializer_list<const Tensor*> rest) {
+  for (const Tensor* t : rest)
+    MANTISSA_CHECK(!t->defined() || t->device() == first.device(), op, ": expected every tensor on ", first.device(),
+                   ", got one of shape ", shape_str(t->sizes()), " and dtype ", t->dtype(), " on ", t->device());
+}
+
+#ifndef MANTISSA_HAVE_CUDA
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  MANTISSA_ERROR(op, ": ", t.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+}
+#endif
 
 template <typename A>
 const A* data_or_null(const Tensor& t) {
@@ -157,11 +173,29 @@ void update_vector(const Tensor& dst, const F& f) {
 
 void batch_norm_stats(const Tensor& x, BatchNormShape shp, double eps, const Tensor& mean, const Tensor& var,
                       const Tensor& invstd) {
+  check_devices("batch_norm", x, {&mean, &var, &invstd});
+  if (x.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::batch_norm_stats(x, shp, eps, mean, var, invstd);
+    return;
+#else
+    no_cuda("batch_norm", x);
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "batch_norm", [&]<typename T>() { stats_impl<T>(x, shp, eps, mean, var, invstd); });
 }
 
 void batch_norm_update_running(const Tensor& running_mean, const Tensor& running_var, const Tensor& mean,
                                const Tensor& var, double momentum, int64_t count) {
+  check_devices("batch_norm", mean, {&running_mean, &running_var, &var});
+  if (mean.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::batch_norm_update_running(running_mean, running_var, mean, var, momentum, count);
+    return;
+#else
+    no_cuda("batch_norm", mean);
+#endif
+  }
   const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
   visit_acc(mean, "batch_norm", [&]<typename A>() {
     const A* mp = mean.data<A>();
@@ -177,6 +211,15 @@ void batch_norm_update_running(const Tensor& running_mean, const Tensor& running
 
 void batch_norm_eval_stats(const Tensor& running_mean, const Tensor& running_var, double eps, const Tensor& mean,
                            const Tensor& invstd) {
+  check_devices("batch_norm", mean, {&running_mean, &running_var, &invstd});
+  if (mean.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::batch_norm_eval_stats(running_mean, running_var, eps, mean, invstd);
+    return;
+#else
+    no_cuda("batch_norm", mean);
+#endif
+  }
   visit_acc(mean, "batch_norm", [&]<typename A>() {
     A* mp = mean.data<A>();
     A* ip = invstd.data<A>();
@@ -187,6 +230,15 @@ void batch_norm_eval_stats(const Tensor& running_mean, const Tensor& running_var
 
 void batch_norm_apply(const Tensor& y, const Tensor& x, BatchNormShape shp, const Tensor& mean, const Tensor& invstd,
                       const Tensor& weight, const Tensor& bias) {
+  check_devices("batch_norm", x, {&y, &mean, &invstd, &weight, &bias});
+  if (x.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::batch_norm_apply(y, x, shp, mean, invstd, weight, bias);
+    return;
+#else
+    no_cuda("batch_norm", x);
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "batch_norm", [&]<typename T>() {
     using A = compute_t<T>;
     const T* xp = x.data<T>();
@@ -223,6 +275,15 @@ void batch_norm_apply(const Tensor& y, const Tensor& x, BatchNormShape shp, cons
 void batch_norm_backward(const Tensor& g, const Tensor& x, BatchNormShape shp, const Tensor& mean,
                          const Tensor& invstd, const Tensor& weight, bool training, const Tensor& grad_x,
                          const Tensor& grad_weight, const Tensor& grad_bias) {
+  check_devices("batch_norm backward", x, {&g, &mean, &invstd, &weight, &grad_x, &grad_weight, &grad_bias});
+  if (x.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::batch_norm_backward(g, x, shp, mean, invstd, weight, training, grad_x, grad_weight, grad_bias);
+    return;
+#else
+    no_cuda("batch_norm backward", x);
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "batch_norm backward", [&]<typename T>() {
     using A = compute_t<T>;
     const T* xp = x.data<T>();
@@ -271,6 +332,15 @@ void batch_norm_backward(const Tensor& g, const Tensor& x, BatchNormShape shp, c
 
 void layer_norm_forward(const Tensor& y, const Tensor& x, int64_t rows, int64_t d, const Tensor& weight,
                         const Tensor& bias, double eps, const Tensor& mean, const Tensor& rstd) {
+  check_devices("layer_norm", x, {&y, &weight, &bias, &mean, &rstd});
+  if (x.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::layer_norm_forward(y, x, rows, d, weight, bias, eps, mean, rstd);
+    return;
+#else
+    no_cuda("layer_norm", x);
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "layer_norm", [&]<typename T>() {
     using A = compute_t<T>;
     const T* xp = x.data<T>();
@@ -317,6 +387,15 @@ void layer_norm_forward(const Tensor& y, const Tensor& x, int64_t rows, int64_t 
 void layer_norm_backward(const Tensor& g, const Tensor& x, int64_t rows, int64_t d, const Tensor& mean,
                          const Tensor& rstd, const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
                          const Tensor& grad_bias) {
+  check_devices("layer_norm backward", x, {&g, &mean, &rstd, &weight, &grad_x, &grad_weight, &grad_bias});
+  if (x.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    cuda::layer_norm_backward(g, x, rows, d, mean, rstd, weight, grad_x, grad_weight, grad_bias);
+    return;
+#else
+    no_cuda("layer_norm backward", x);
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "layer_norm backward", [&]<typename T>() {
     using A = compute_t<T>;
     const T* xp = x.data<T>();

@@ -1,6 +1,7 @@
-// Fused CPU kernels for batch norm (parallel over channels) and layer norm (parallel over rows):
+// Fused kernels for batch norm (parallel over channels) and layer norm (parallel over rows):
 // statistics in the accumulate type (F32 for F16/BF16/F32, F64 for F64), normalize + affine in
-// one pass with one rounding, and the matching backward passes.
+// one pass with one rounding, and the matching backward passes. CPU in norm.cpp; tensors on
+// CUDA go to the kernels of norm.cu (same semantics). Every tensor of a call is on one device.
 #pragma once
 
 #include "core/tensor.h"
@@ -50,5 +51,27 @@ void layer_norm_forward(const Tensor& y, const Tensor& x, int64_t rows, int64_t 
 void layer_norm_backward(const Tensor& g, const Tensor& x, int64_t rows, int64_t d, const Tensor& mean,
                          const Tensor& rstd, const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
                          const Tensor& grad_bias);
+
+#ifdef MANTISSA_HAVE_CUDA
+namespace cuda {
+// The CUDA twins of the entry points above, on operands whose devices the entry points checked.
+void batch_norm_stats(const Tensor& x, BatchNormShape shp, double eps, const Tensor& mean, const Tensor& var,
+                      const Tensor& invstd);
+void batch_norm_update_running(const Tensor& running_mean, const Tensor& running_var, const Tensor& mean,
+                               const Tensor& var, double momentum, int64_t count);
+void batch_norm_eval_stats(const Tensor& running_mean, const Tensor& running_var, double eps, const Tensor& mean,
+                           const Tensor& invstd);
+void batch_norm_apply(const Tensor& y, const Tensor& x, BatchNormShape shp, const Tensor& mean, const Tensor& invstd,
+                      const Tensor& weight, const Tensor& bias);
+void batch_norm_backward(const Tensor& g, const Tensor& x, BatchNormShape shp, const Tensor& mean,
+                         const Tensor& invstd, const Tensor& weight, bool training, const Tensor& grad_x,
+                         const Tensor& grad_weight, const Tensor& grad_bias);
+void layer_norm_forward(const Tensor& y, const Tensor& x, int64_t rows, int64_t d, const Tensor& weight,
+                        const Tensor& bias, double eps, const Tensor& mean, const Tensor& rstd);
+void layer_norm_backward(const Tensor& g, const Tensor& x, int64_t rows, int64_t d, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& weight, const Tensor& grad_x, const Tensor& grad_weight,
+                         const Tensor& grad_bias);
+}  // namespace cuda
+#endif
 
 }  // namespace mantissa::kernels
