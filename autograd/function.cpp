@@ -1,8 +1,75 @@
 #include "autograd/function.h"
 
+#include <mutex>
+#include <unordered_map>
+
 #include "autograd/ops.h"
 
 namespace mantissa::autograd {
+
+// Saved-tensor accounting ----------------------------------------------------------------------
+
+namespace {
+struct SavedBytesRegistry {
+  std::mutex mutex;
+  std::unordered_map<const Storage*, size_t> saves;  // storage -> live tokens referring to it
+  size_t current = 0;
+  size_t peak = 0;
+};
+SavedBytesRegistry& registry() {
+  static SavedBytesRegistry* r = new SavedBytesRegistry;  // never destroyed: tokens may die at exit
+  return *r;
+}
+
+// Holds the storage so its address cannot be reused by another storage while it is a key.
+struct SavedBytesToken {
+  StoragePtr storage;
+  explicit SavedBytesToken(StoragePtr s) : storage(std::move(s)) {
+    SavedBytesRegistry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (r.saves[storage.get()]++ == 0) {
+      r.current += storage->nbytes();
+      if (r.current > r.peak) r.peak = r.current;
+    }
+  }
+  ~SavedBytesToken() {
+    SavedBytesRegistry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.saves.find(storage.get());
+    if (it != r.saves.end() && --it->second == 0) {
+      r.current -= storage->nbytes();
+      r.saves.erase(it);
+    }
+  }
+  SavedBytesToken(const SavedBytesToken&) = delete;
+  SavedBytesToken& operator=(const SavedBytesToken&) = delete;
+};
+}  // namespace
+
+size_t saved_tensor_bytes() {
+  SavedBytesRegistry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.current;
+}
+
+size_t saved_tensor_peak_bytes() {
+  SavedBytesRegistry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.peak;
+}
+
+void reset_saved_tensor_peak() {
+  SavedBytesRegistry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.peak = r.current;
+}
+
+std::shared_ptr<void> detail::track_saved_storage(const Tensor& t) {
+  if (!t.defined() || t.storage() == nullptr) return nullptr;
+  return std::make_shared<SavedBytesToken>(t.storage());
+}
+
+// Nodes ----------------------------------------------------------------------------------------
 
 namespace {
 std::string backward_name(OpId op) {

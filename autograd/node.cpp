@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "autograd/function.h"
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
@@ -101,6 +102,7 @@ SavedTensor::SavedTensor(const Tensor& t) {
   if (!t.defined()) return;
   data_ = t.detach();
   version_ = t.version();
+  accounting_ = detail::track_saved_storage(data_);
 }
 
 Tensor SavedTensor::unpack() const {

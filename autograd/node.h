@@ -92,6 +92,7 @@ class SavedTensor {
  private:
   Tensor data_;
   uint32_t version_ = 0;
+  std::shared_ptr<void> accounting_;  // saved_tensor_bytes() registration (autograd/function.h)
 };
 
 // The node the engine is running on this thread (for error messages), or null.
