@@ -11,7 +11,7 @@ const ModulePtr& Sequential::operator[](size_t index) const {
 
 Tensor Sequential::forward(const Tensor& input) {
   Tensor x = input;
-  for (const auto& child : children_ref()) x = child.second->forward(x);
+  for (const auto& child : children_ref()) x = (*child.second)(x);  // operator(): runs the child's hooks
   return x;
 }
 

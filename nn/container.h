@@ -1,6 +1,7 @@
 // nn::Sequential: children named "0", "1", ... in insertion order (PyTorch's dotted names
-// "0.weight"), forward chaining each child's forward(Tensor); nn::Functional wraps a function
-// (e.g. an op) as a parameterless module so it can sit in a Sequential, as in libtorch.
+// "0.weight"), forward chaining the children through operator() (so their forward hooks run);
+// nn::Functional wraps a function (e.g. an op) as a parameterless module so it can sit in a
+// Sequential, as in libtorch.
 #pragma once
 
 #include <functional>

@@ -408,4 +408,28 @@ std::string py_tuple(const std::vector<int64_t>& v) {
 
 }  // namespace detail
 
+// Forward hooks ------------------------------------------------------------------------------
+
+int64_t Module::register_forward_hook(ForwardHook hook) {
+  MANTISSA_CHECK(hook != nullptr, name(), ".register_forward_hook: the hook is empty");
+  forward_hooks_.emplace_back(next_forward_hook_, std::move(hook));
+  return next_forward_hook_++;
+}
+
+bool Module::remove_forward_hook(int64_t handle) {
+  for (auto it = forward_hooks_.begin(); it != forward_hooks_.end(); ++it) {
+    if (it->first == handle) {
+      forward_hooks_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Module::run_forward_hooks(const Tensor& input, const Tensor& output) {
+  // A copy, so a hook that registers or removes hooks does not invalidate the loop.
+  const std::vector<std::pair<int64_t, ForwardHook>> hooks = forward_hooks_;
+  for (const auto& [handle, hook] : hooks) hook(*this, input, output);
+}
+
 }  // namespace mantissa::nn

@@ -98,7 +98,19 @@ class Module : public std::enable_shared_from_this<Module> {
 
   // Forward -------------------------------------------------------------------------------
   virtual Tensor forward(const Tensor& input);
-  Tensor operator()(const Tensor& input) { return forward(input); }
+  // forward(), then the forward hooks. Children called through operator() run their hooks too
+  // (nn::Sequential calls them so); a direct forward() call skips them, like PyTorch's .forward().
+  Tensor operator()(const Tensor& input) {
+    Tensor output = forward(input);
+    if (!forward_hooks_.empty()) run_forward_hooks(input, output);
+    return output;
+  }
+  // PyTorch's register_forward_hook, observe-only: hook(module, input, output) runs after every
+  // call through operator(), in registration order. The handle removes it (remove_forward_hook
+  // returns false for an unknown handle); a hook may remove itself while it runs.
+  using ForwardHook = std::function<void(Module& module, const Tensor& input, const Tensor& output)>;
+  int64_t register_forward_hook(ForwardHook hook);
+  bool remove_forward_hook(int64_t handle);
 
   // PyTorch's module printing: "Linear(in_features=784, out_features=10, bias=True)", and a
   // container as "Name(\n  (key): child\n)" with children indented.
@@ -128,6 +140,10 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<Slot> parameters_;
   std::vector<Slot> buffers_;
   NamedModules children_;
+
+  void run_forward_hooks(const Tensor& input, const Tensor& output);
+  std::vector<std::pair<int64_t, ForwardHook>> forward_hooks_;
+  int64_t next_forward_hook_ = 0;
 };
 
 std::ostream& operator<<(std::ostream& os, const Module& m);
