@@ -152,10 +152,12 @@ inline Tensor embedding(const Tensor& weight, const Tensor& indices) {
   return make(out, shape);
 }
 
-// Fresh running stats per call: batch_norm updates them in place.
+// Fresh running stats per call (batch_norm updates them in place), F32 as a module keeps
+// them, on the inputs' device.
 inline Tensor bn_train(const std::vector<Tensor>& x, bool affine) {
   const int64_t c = x[0].size(1);
-  Tensor rm = zeros({c}, DType::F32), rv = ones({c}, DType::F32);
+  const TensorOptions stats = TensorOptions(DType::F32).device(device_of(x));
+  Tensor rm = zeros({c}, stats), rv = ones({c}, stats);
   return mantissa::batch_norm(x[0], affine ? x[1] : Tensor(), affine ? x[2] : Tensor(), rm, rv, true, 0.1, 1e-5);
 }
 

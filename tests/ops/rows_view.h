@@ -100,8 +100,10 @@ inline std::vector<OpRow> rows_view() {
                     for (double& d : v) d *= 3;
                     return from_vector(v, {4, 3}, DType::F64);
                   }});
+  // To the CPU and back to the inputs' device: on the CPU both moves are no-ops; on CUDA the
+  // forward and both backward copies cross devices.
   rows.push_back({OpId::to_device, "to_device/cpu", {{{3, 2}}},
-                  [](const std::vector<Tensor>& x) { return mul(to_device(x[0], kCPU), 2.0); },
+                  [](const std::vector<Tensor>& x) { return mul(to_device(to_device(x[0], kCPU), device_of(x)), 2.0); },
                   [](const std::vector<Tensor>& x) {
                     auto v = to_vector<double>(x[0]);
                     for (double& d : v) d *= 2;

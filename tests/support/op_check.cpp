@@ -1,7 +1,11 @@
 #include "support/op_check.h"
 
+#include <algorithm>
 #include <cmath>
+#include <exception>
 #include <sstream>
+
+#include "core/error.h"
 
 namespace mantissa::testing {
 
@@ -39,15 +43,18 @@ Tensor generate(const Input& in, Generator& gen) {
   return Tensor();
 }
 
-// The same values as `t`, but laid out so the tensor handed to the op is a strided view.
-Tensor make_non_contiguous(const Tensor& t) {
-  if (t.dim() == 0) return t;
+// The same values as `t` (on the CPU), laid out so the tensor handed to the op is a strided
+// view on `device`. The strided buffer is filled on the CPU and copied whole, so a device
+// receives exactly the CPU's layout and values without running any of its own kernels.
+Tensor make_non_contiguous(const Tensor& t, const Device& device) {
+  if (t.dim() == 0) return t.to(device);
   Shape bigger = t.sizes();
   bigger.back() *= 2;
   Tensor big = zeros(bigger, TensorOptions(t.dtype()));
   Tensor view = big.slice(-1, 0, bigger.back(), 2);
   view.copy_(t);
-  return view;
+  if (device.is_cpu()) return view;
+  return big.to(device).slice(-1, 0, bigger.back(), 2);
 }
 
 bool is_float_input(const Input& in) { return in.gen != Gen::Index && in.gen != Gen::Bool; }
@@ -60,13 +67,24 @@ std::vector<Tensor> make_inputs(const OpRow& row, uint64_t seed) {
   return out;
 }
 
-std::vector<Tensor> cast_inputs(const OpRow& row, const std::vector<Tensor>& inputs, DType dtype) {
+Device device_of(const std::vector<Tensor>& inputs) {
+  if (inputs.empty()) return kCPU;
+  const Device d = inputs[0].device();
+  for (const Tensor& t : inputs) {
+    MANTISSA_CHECK(t.device() == d, "op_check: the inputs of one row live on ", d, " and ", t.device());
+  }
+  return d;
+}
+
+std::vector<Tensor> cast_inputs(const OpRow& row, const std::vector<Tensor>& inputs, DType dtype,
+                                const Device& device) {
   std::vector<Tensor> out;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Input& in = row.inputs[i];
     Tensor t = inputs[i];
+    MANTISSA_CHECK(t.is_cpu(), "op_check: cast_inputs expects the CPU inputs of make_inputs, got one on ", t.device());
     if (is_float_input(in)) t = t.to(dtype);
-    if (in.non_contiguous) t = make_non_contiguous(t);
+    t = in.non_contiguous ? make_non_contiguous(t, device) : t.to(device);
     t = t.detach();
     if (is_float_input(in) && in.grad && row.differentiable) t.requires_grad_(true);
     out.push_back(t);
@@ -156,10 +174,93 @@ void check_row(const OpRow& row) {
         ASSERT_TRUE(g_lo[i].defined()) << row.name << ": no gradient for input " << i << " in " << dtype_name(dt);
         EXPECT_EQ(g_lo[i].dtype(), dt) << row.name << ": gradient dtype for input " << i;
         Tolerance gt = tol;
-        gt.rtol *= 4;
-        gt.atol *= 4;
+        gt.rtol *= kGradToleranceFactor;
+        gt.atol *= kGradToleranceFactor;
         expect_close(g_lo[i], g_hi[i], gt, row.name + " gradient " + std::to_string(i) + " " + dtype_name(dt) + " vs F64");
       }
+    }
+  }
+}
+
+namespace {
+
+// One dtype of check_row_on_device: the CPU run and the device run on the same values.
+void compare_on_device(const OpRow& row, const std::vector<Tensor>& base, DType dt, const Device& device) {
+  const std::string what = row.name + " on " + device.str() + " in " + dtype_name(dt);
+  std::vector<Tensor> in_cpu = cast_inputs(row, base, dt, kCPU);
+  std::vector<Tensor> in_dev = cast_inputs(row, base, dt, device);
+  for (size_t i = 0; i < in_dev.size(); ++i) {
+    ASSERT_EQ(in_dev[i].device(), device) << what << ": input " << i << " was not moved to the device";
+  }
+  Tensor out_cpu = row.fn(in_cpu);
+  Tensor out_dev = row.fn(in_dev);
+  ASSERT_TRUE(out_dev.defined()) << what << ": no output";
+  EXPECT_EQ(out_dev.device(), device) << what << ": the output left the device";
+  EXPECT_EQ(out_dev.dtype(), out_cpu.dtype()) << what << ": output dtype differs from the CPU's";
+  const bool floating = is_floating(out_cpu.dtype());
+  // Integer and boolean results (argmax, comparisons) have no rounding to forgive.
+  Tolerance tol = floating ? device_tolerance(dt) : Tolerance{0, 0};
+  tol.rtol *= row.tol_scale;
+  tol.atol *= row.tol_scale;
+  Tensor back;
+  {
+    NoGradGuard no_grad;
+    back = out_dev.detach().to(kCPU);
+  }
+  expect_close(back, out_cpu.detach(), tol, what + " forward vs CPU");
+
+  const bool lower = dt != DType::F64;
+  if (!row.differentiable || (lower && !row.check_lower_grads)) return;
+  if (!out_cpu.requires_grad() || !out_dev.requires_grad()) {
+    EXPECT_EQ(out_dev.requires_grad(), out_cpu.requires_grad()) << what << ": requires_grad of the output";
+    return;
+  }
+  // The cotangent check_row uses, rounded to dt on the CPU and copied: both sides start the
+  // backward from identical values.
+  Generator g(99);
+  const Tensor v_cpu = randn(out_cpu.sizes(), DType::F64, &g).to(out_cpu.dtype());
+  const Tensor v_dev = v_cpu.to(device);
+  std::vector<Tensor> cpu_leaves, dev_leaves;
+  std::vector<size_t> leaf_input;
+  for (size_t i = 0; i < in_cpu.size(); ++i) {
+    if (in_cpu[i].requires_grad()) {
+      cpu_leaves.push_back(in_cpu[i]);
+      dev_leaves.push_back(in_dev[i]);
+      leaf_input.push_back(i);
+    }
+  }
+  const auto g_cpu = autograd::grad({out_cpu}, cpu_leaves, {v_cpu}, false, true);
+  const auto g_dev = autograd::grad({out_dev}, dev_leaves, {v_dev}, false, true);
+  Tolerance gt = tol;
+  gt.rtol *= kGradToleranceFactor;
+  gt.atol *= kGradToleranceFactor;
+  for (size_t k = 0; k < g_cpu.size(); ++k) {
+    const std::string gwhat = what + " gradient " + std::to_string(leaf_input[k]);
+    if (!g_cpu[k].defined()) {
+      EXPECT_FALSE(g_dev[k].defined()) << gwhat << ": defined on the device but not on the CPU";
+      continue;
+    }
+    if (!g_dev[k].defined()) {
+      ADD_FAILURE() << gwhat << ": undefined on the device";
+      continue;
+    }
+    EXPECT_EQ(g_dev[k].device(), device) << gwhat << ": computed off the device";
+    EXPECT_EQ(g_dev[k].dtype(), g_cpu[k].dtype()) << gwhat << ": dtype differs from the CPU's";
+    expect_close(g_dev[k].to(kCPU), g_cpu[k], gt, gwhat + " vs CPU");
+  }
+}
+
+}  // namespace
+
+void check_row_on_device(const OpRow& row, const Device& device) {
+  SCOPED_TRACE(row.name + " on " + device.str());
+  const std::vector<Tensor> base = make_inputs(row, 20240611);
+  for (DType dt : {DType::F64, DType::F32, DType::F16, DType::BF16}) {
+    if (!(row.dtypes & dtype_bit(dt))) continue;
+    try {
+      compare_on_device(row, base, dt, device);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << row.name << " on " << device.str() << " in " << dtype_name(dt) << ": " << e.what();
     }
   }
 }
