@@ -333,14 +333,15 @@ else:
 
 # MNIST: the example's last stdout line is one JSON object with the test accuracy.
 min_acc = float(env["DC_MNIST_MIN_ACC"])
-acc = None
+acc, precision = None, None
 lines = [l for l in read("mnist.log").splitlines() if l.strip().startswith("{")]
 if lines:
     try:
-        acc = json.loads(lines[-1]).get("test_accuracy")
+        final = json.loads(lines[-1])
+        acc, precision = final.get("test_accuracy"), final.get("precision")
     except ValueError:
         acc = None
-name = "MNIST cnn, 1 epoch, cuda: test accuracy"
+name = f"MNIST cnn, 1 epoch, cuda{', ' + precision if precision else ''}: test accuracy"
 if acc is not None:
     row(name, f"{100 * acc:.2f}% in {env['DC_MNIST_S']} s", "", "", f">= {100 * min_acc:.1f}%",
         acc >= min_acc and env["DC_MNIST_RC"] == "0")
