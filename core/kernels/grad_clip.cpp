@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/kernels/loops.h"
+#include "core/kernels/operand_device.h"
 
 namespace mantissa::kernels {
 namespace {
@@ -47,6 +48,13 @@ double norm_partial_typed(const T* __restrict x, int64_t n, double p) {
 }  // namespace
 
 double grad_norm_partial(const Tensor& g, double norm_type) {
+  if (operands_on_cuda("clip_grad_norm_", {&g})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::grad_norm_partial(g, norm_type);
+#else
+    cuda_build_required("clip_grad_norm_", g.device());
+#endif
+  }
   MANTISSA_ASSERT(g.is_contiguous() && g.is_cpu());
   return visit_dtype<kFloatTypes>(g.dtype(), "clip_grad_norm_", [&]<typename T>() {
     return norm_partial_typed<T>(static_cast<const T*>(g.data_ptr()), g.numel(), norm_type);
@@ -54,6 +62,13 @@ double grad_norm_partial(const Tensor& g, double norm_type) {
 }
 
 void grad_scale_(const Tensor& g, double coef) {
+  if (operands_on_cuda("clip_grad_norm_", {&g})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::grad_scale_(g, coef);
+#else
+    cuda_build_required("clip_grad_norm_", g.device());
+#endif
+  }
   MANTISSA_ASSERT(g.is_contiguous() && g.is_cpu());
   visit_dtype<kFloatTypes>(g.dtype(), "clip_grad_norm_", [&]<typename T>() {
     using C = compute_t<T>;
@@ -67,6 +82,13 @@ void grad_scale_(const Tensor& g, double coef) {
 }
 
 void grad_clamp_(const Tensor& g, double lo, double hi) {
+  if (operands_on_cuda("clip_grad_value_", {&g})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::grad_clamp_(g, lo, hi);
+#else
+    cuda_build_required("clip_grad_value_", g.device());
+#endif
+  }
   MANTISSA_ASSERT(g.is_contiguous() && g.is_cpu());
   visit_dtype<kFloatTypes>(g.dtype(), "clip_grad_value_", [&]<typename T>() {
     using C = compute_t<T>;

@@ -8,6 +8,7 @@
 
 #include "core/kernels/copy.h"
 #include "core/kernels/loops.h"
+#include "core/kernels/operand_device.h"
 #include "core/kernels/reduce_detail.h"
 
 namespace mantissa::kernels {
@@ -45,6 +46,13 @@ const Acc* g_ptr(const Tensor& g_pos) {
 }  // namespace
 
 int64_t count_valid_targets(const Tensor& target, int64_t classes, int64_t ignore_index, const char* op) {
+  if (operands_on_cuda(op, {&target})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::count_valid_targets(target, classes, ignore_index, op);
+#else
+    cuda_build_required(op, target.device());
+#endif
+  }
   Tensor t = target;
   if (!t.is_contiguous()) {
     t = empty(target.sizes(), TensorOptions(target.dtype()));
@@ -67,6 +75,13 @@ int64_t count_valid_targets(const Tensor& target, int64_t classes, int64_t ignor
 
 void cross_entropy_forward(const Tensor& losses, const Tensor& lse, const Tensor& logits, const Tensor& target,
                            int64_t ignore_index, double label_smoothing) {
+  if (operands_on_cuda("cross_entropy", {&losses, &lse, &logits, &target})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::cross_entropy_forward(losses, lse, logits, target, ignore_index, label_smoothing);
+#else
+    cuda_build_required("cross_entropy", logits.device());
+#endif
+  }
   const Dims d = dims_of(logits, target);
   visit2(logits, target, "cross_entropy", [&]<typename T, typename I>() {
     using Acc = acc_t<T>;
@@ -109,6 +124,13 @@ void cross_entropy_forward(const Tensor& losses, const Tensor& lse, const Tensor
 
 void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& lse, const Tensor& target,
                             const Tensor& g_pos, double scale, int64_t ignore_index, double label_smoothing) {
+  if (operands_on_cuda("cross_entropy backward", {&grad, &logits, &lse, &target, &g_pos})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::cross_entropy_backward(grad, logits, lse, target, g_pos, scale, ignore_index, label_smoothing);
+#else
+    cuda_build_required("cross_entropy backward", grad.device());
+#endif
+  }
   const Dims d = dims_of(logits, target);
   visit2(logits, target, "cross_entropy backward", [&]<typename T, typename I>() {
     using Acc = acc_t<T>;
@@ -141,6 +163,13 @@ void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tens
 }
 
 void nll_loss_forward(const Tensor& losses, const Tensor& log_probs, const Tensor& target, int64_t ignore_index) {
+  if (operands_on_cuda("nll_loss", {&losses, &log_probs, &target})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::nll_loss_forward(losses, log_probs, target, ignore_index);
+#else
+    cuda_build_required("nll_loss", log_probs.device());
+#endif
+  }
   const Dims d = dims_of(log_probs, target);
   visit2(log_probs, target, "nll_loss", [&]<typename T, typename I>() {
     using Acc = acc_t<T>;
@@ -159,6 +188,13 @@ void nll_loss_forward(const Tensor& losses, const Tensor& log_probs, const Tenso
 
 void nll_loss_backward(const Tensor& grad, const Tensor& target, const Tensor& g_pos, double scale,
                        int64_t ignore_index) {
+  if (operands_on_cuda("nll_loss backward", {&grad, &target, &g_pos})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::nll_loss_backward(grad, target, g_pos, scale, ignore_index);
+#else
+    cuda_build_required("nll_loss backward", grad.device());
+#endif
+  }
   fill(grad, 0.0);
   const Dims d = dims_of(grad, target);
   visit2(grad, target, "nll_loss backward", [&]<typename T, typename I>() {
@@ -178,6 +214,13 @@ void nll_loss_backward(const Tensor& grad, const Tensor& target, const Tensor& g
 }
 
 void mse_forward(const Tensor& losses, const Tensor& x, const Tensor& t) {
+  if (operands_on_cuda("mse_loss", {&losses, &x, &t})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::mse_forward(losses, x, t);
+#else
+    cuda_build_required("mse_loss", losses.device());
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "mse_loss", [&]<typename T>() {
     using Acc = acc_t<T>;
     using C = compute_t<T>;
@@ -192,6 +235,13 @@ void mse_forward(const Tensor& losses, const Tensor& x, const Tensor& t) {
 }
 
 void mse_backward(const Tensor& gx, const Tensor& x, const Tensor& t, const Tensor& g, double scale) {
+  if (operands_on_cuda("mse_loss backward", {&gx, &x, &t, &g})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::mse_backward(gx, x, t, g, scale);
+#else
+    cuda_build_required("mse_loss backward", gx.device());
+#endif
+  }
   visit_dtype<kFloatTypes>(x.dtype(), "mse_loss backward", [&]<typename T>() {
     using Acc = acc_t<T>;
     using C = compute_t<T>;

@@ -1,6 +1,7 @@
-// CPU kernels of the losses: the fused cross-entropy (log-softmax + NLL + label smoothing)
-// forward and backward, NLL, MSE, and target validation. Per-position losses come out in the
-// accumulate dtype (F32; F64 for F64 inputs) and the op reduces them.
+// Loss kernels (CPU; CUDA in loss.cu, chosen by the device): the fused cross-entropy
+// (log-softmax + NLL + label smoothing) forward and backward, NLL, MSE, and target validation.
+// Per-position losses come out in the accumulate dtype (F32; F64 for F64 inputs) and the op
+// reduces them.
 #pragma once
 
 #include "core/tensor.h"
@@ -33,5 +34,22 @@ void nll_loss_backward(const Tensor& grad, const Tensor& target, const Tensor& g
 void mse_forward(const Tensor& losses, const Tensor& x, const Tensor& t);
 // gx (broadcast shape, x's dtype) = 2 (x - t) * g * scale, g broadcast (0-d or per element).
 void mse_backward(const Tensor& gx, const Tensor& x, const Tensor& t, const Tensor& g, double scale);
+
+#ifdef MANTISSA_HAVE_CUDA
+// The same contracts on CUDA tensors (loss.cu); every operand on one CUDA device.
+// count_valid_targets reads its result back with one synchronizing device-to-host copy.
+namespace cuda {
+int64_t count_valid_targets(const Tensor& target, int64_t classes, int64_t ignore_index, const char* op);
+void cross_entropy_forward(const Tensor& losses, const Tensor& lse, const Tensor& logits, const Tensor& target,
+                           int64_t ignore_index, double label_smoothing);
+void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& lse, const Tensor& target,
+                            const Tensor& g_pos, double scale, int64_t ignore_index, double label_smoothing);
+void nll_loss_forward(const Tensor& losses, const Tensor& log_probs, const Tensor& target, int64_t ignore_index);
+void nll_loss_backward(const Tensor& grad, const Tensor& target, const Tensor& g_pos, double scale,
+                       int64_t ignore_index);
+void mse_forward(const Tensor& losses, const Tensor& x, const Tensor& t);
+void mse_backward(const Tensor& gx, const Tensor& x, const Tensor& t, const Tensor& g, double scale);
+}  // namespace cuda
+#endif
 
 }  // namespace mantissa::kernels

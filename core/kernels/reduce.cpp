@@ -11,6 +11,7 @@
 
 #include "core/kernels/copy.h"
 #include "core/kernels/loops.h"
+#include "core/kernels/operand_device.h"
 #include "core/kernels/reduce_detail.h"
 
 namespace mantissa::kernels {
@@ -425,21 +426,49 @@ Tensor dense(const Tensor& t) {
 }  // namespace
 
 void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce) {
+  if (operands_on_cuda("sum", {&out, &x})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::sum(out, x, reduce);
+#else
+    cuda_build_required("sum", out.device());
+#endif
+  }
   check_out(out, x, reduce);
   visit_dtype<kAllTypes>(x.dtype(), "sum", [&]<typename T>() { sum_impl<T, false>(out, x, reduce); });
 }
 
 void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce) {
+  if (operands_on_cuda("mean", {&out, &x})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::mean(out, x, reduce);
+#else
+    cuda_build_required("mean", out.device());
+#endif
+  }
   check_out(out, x, reduce);
   visit_dtype<kFloatTypes>(x.dtype(), "mean", [&]<typename T>() { sum_impl<T, true>(out, x, reduce); });
 }
 
 void var(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce, int64_t correction) {
+  if (operands_on_cuda("var", {&out, &x})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::var(out, x, reduce, correction);
+#else
+    cuda_build_required("var", out.device());
+#endif
+  }
   check_out(out, x, reduce);
   visit_dtype<kFloatTypes>(x.dtype(), "var", [&]<typename T>() { var_impl<T>(out, x, reduce, correction); });
 }
 
 void max_min_dim(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t dim, bool is_max) {
+  if (operands_on_cuda(is_max ? "max" : "min", {&x, &values, &indices})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::max_min_dim(values, indices, x, dim, is_max);
+#else
+    cuda_build_required(is_max ? "max" : "min", x.device());
+#endif
+  }
   const int64_t nd = x.dim();
   const int64_t n = nd == 0 ? 1 : x.size(dim);
   const int64_t s = nd == 0 ? 0 : x.stride(dim);
@@ -482,6 +511,13 @@ void max_min_dim(const Tensor& values, const Tensor& indices, const Tensor& x, i
 }
 
 void max_min_all(const Tensor& out, const Tensor& x, bool is_max) {
+  if (operands_on_cuda(is_max ? "max" : "min", {&out, &x})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::max_min_all(out, x, is_max);
+#else
+    cuda_build_required(is_max ? "max" : "min", x.device());
+#endif
+  }
   MANTISSA_ASSERT(x.numel() > 0 && out.numel() == 1, "max_min_all");
   const Plan p = make_plan(x, std::vector<bool>(x.dim(), true));
   visit_dtype<kAllTypes>(x.dtype(), is_max ? "max" : "min", [&]<typename T>() {
@@ -500,6 +536,13 @@ void max_min_all(const Tensor& out, const Tensor& x, bool is_max) {
 }
 
 void expand_scale(const Tensor& out, const Tensor& g_keep, double scale) {
+  if (operands_on_cuda("mean backward", {&out, &g_keep})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::expand_scale(out, g_keep, scale);
+#else
+    cuda_build_required("mean backward", out.device());
+#endif
+  }
   Tensor g = g_keep.dtype() == out.dtype() ? g_keep : g_keep.to(out.dtype());
   visit_dtype<kFloatTypes>(out.dtype(), "mean backward", [&]<typename T>() {
     using C = compute_t<T>;
@@ -509,6 +552,13 @@ void expand_scale(const Tensor& out, const Tensor& g_keep, double scale) {
 }
 
 void var_backward(const Tensor& out, const Tensor& g_keep, const Tensor& x, const Tensor& mean_keep, double factor) {
+  if (operands_on_cuda("var backward", {&out, &g_keep, &x, &mean_keep})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::var_backward(out, g_keep, x, mean_keep, factor);
+#else
+    cuda_build_required("var backward", out.device());
+#endif
+  }
   Tensor g = g_keep.dtype() == out.dtype() ? g_keep : g_keep.to(out.dtype());
   visit_dtype<kFloatTypes>(out.dtype(), "var backward", [&]<typename T>() {
     using Acc = acc_t<T>;
@@ -521,6 +571,13 @@ void var_backward(const Tensor& out, const Tensor& g_keep, const Tensor& x, cons
 }
 
 void scatter_along_dim(const Tensor& out, const Tensor& g_keep, const Tensor& indices_keep, int64_t dim) {
+  if (operands_on_cuda("max backward", {&out, &g_keep, &indices_keep})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::scatter_along_dim(out, g_keep, indices_keep, dim);
+#else
+    cuda_build_required("max backward", out.device());
+#endif
+  }
   MANTISSA_ASSERT(out.is_contiguous(), "scatter_along_dim output must be contiguous");
   fill(out, 0.0);
   if (out.numel() == 0) return;
@@ -545,6 +602,13 @@ void scatter_along_dim(const Tensor& out, const Tensor& g_keep, const Tensor& in
 }
 
 void distribute_to_extreme(const Tensor& out, const Tensor& g, const Tensor& x, const Tensor& value) {
+  if (operands_on_cuda("max backward", {&out, &g, &x, &value})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::distribute_to_extreme(out, g, x, value);
+#else
+    cuda_build_required("max backward", out.device());
+#endif
+  }
   Tensor xc = dense(x);
   visit_dtype<kFloatTypes>(x.dtype(), "max backward", [&]<typename T>() {
     using C = compute_t<T>;

@@ -1,6 +1,7 @@
-// CPU reductions over any set of dims of a strided tensor (sum, mean, var, max/min with and
-// without indices) and the backward helpers of those ops. F16/BF16/F32 accumulate in F32, F64
-// in F64, integers and Bool in int64.
+// Reductions over any set of dims of a strided tensor (sum, mean, var, max/min with and without
+// indices) and the backward helpers of those ops: CPU in reduce.cpp, CUDA in reduce.cu (each
+// entry point dispatches on the device). F16/BF16/F32 accumulate in F32, F64 in F64, integers
+// and Bool in int64.
 #pragma once
 
 #include <vector>
@@ -46,5 +47,22 @@ void scatter_along_dim(const Tensor& out, const Tensor& g_keep, const Tensor& in
 // out = g / count at the elements of x equal to value (NaN matches NaN), 0 elsewhere, where
 // count is the number of such elements (torch.max(x)'s backward: ties share the gradient).
 void distribute_to_extreme(const Tensor& out, const Tensor& g, const Tensor& x, const Tensor& value);
+
+#ifdef MANTISSA_HAVE_CUDA
+// The same contracts on CUDA tensors (reduce.cu): every operand on one CUDA device, x of any
+// layout. Sums accumulate in the same types but not in the CPU's order (results agree to
+// rounding); max/min values and indices are exact. No host synchronization.
+namespace cuda {
+void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce);
+void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce);
+void var(const Tensor& out, const Tensor& x, const std::vector<bool>& reduce, int64_t correction);
+void max_min_dim(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t dim, bool is_max);
+void max_min_all(const Tensor& out, const Tensor& x, bool is_max);
+void expand_scale(const Tensor& out, const Tensor& g_keep, double scale);
+void var_backward(const Tensor& out, const Tensor& g_keep, const Tensor& x, const Tensor& mean_keep, double factor);
+void scatter_along_dim(const Tensor& out, const Tensor& g_keep, const Tensor& indices_keep, int64_t dim);
+void distribute_to_extreme(const Tensor& out, const Tensor& g, const Tensor& x, const Tensor& value);
+}  // namespace cuda
+#endif
 
 }  // namespace mantissa::kernels

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/kernels/loops.h"
+#include "core/kernels/operand_device.h"
 #include "core/kernels/reduce_detail.h"
 
 namespace mantissa::kernels {
@@ -127,6 +128,13 @@ void backward_impl(const Tensor& gx, const Tensor& g, const Tensor& y, const Lay
 }  // namespace
 
 void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) {
+  if (operands_on_cuda(log ? "log_softmax" : "softmax", {&out, &x})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::softmax(out, x, dim, log);
+#else
+    cuda_build_required(log ? "log_softmax" : "softmax", out.device());
+#endif
+  }
   MANTISSA_ASSERT(out.is_contiguous() && x.is_contiguous() && out.sizes() == x.sizes() && out.dtype() == x.dtype(),
                   "softmax kernel operands");
   if (x.numel() == 0) return;
@@ -136,6 +144,13 @@ void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) {
 }
 
 void softmax_backward(const Tensor& gx, const Tensor& g, const Tensor& y, int64_t dim, bool log) {
+  if (operands_on_cuda(log ? "log_softmax backward" : "softmax backward", {&gx, &g, &y})) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::softmax_backward(gx, g, y, dim, log);
+#else
+    cuda_build_required(log ? "log_softmax backward" : "softmax backward", gx.device());
+#endif
+  }
   MANTISSA_ASSERT(gx.is_contiguous() && g.is_contiguous() && y.is_contiguous() && g.sizes() == y.sizes() &&
                       gx.sizes() == y.sizes() && g.dtype() == y.dtype() && gx.dtype() == y.dtype(),
                   "softmax backward kernel operands");
