@@ -141,7 +141,27 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reducti
                 int64_t ignore_index = -100);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 
+// Fake quantization (autograd/ops/quant.cpp) ---------------------------------------------
+// torch.fake_quantize_per_tensor_affine / _per_channel_affine: x quantized
+// to [qmin, qmax] codes and dequantized, in F32 (quant/ has the rounding rule); the gradient is
+// the straight-through estimator: it passes where x is representable and is zero outside.
+// scale is F32, zero_point I32: 0-d (per tensor) or [C] along axis (per channel).
+Tensor fake_quantize_per_tensor_affine(const Tensor& x, const Tensor& scale, const Tensor& zero_point, int64_t qmin,
+                                       int64_t qmax);
+Tensor fake_quantize_per_tensor_affine(const Tensor& x, double scale, int64_t zero_point, int64_t qmin, int64_t qmax);
+Tensor fake_quantize_per_channel_affine(const Tensor& x, const Tensor& scale, const Tensor& zero_point, int64_t axis,
+                                        int64_t qmin, int64_t qmax);
+// LSQ (torch._fake_quantize_learnable_per_tensor_affine / _per_channel_affine): scale and
+// zero_point (F32, [1] or [C]) are learned too; their gradients are the per-element clamp
+// derivatives summed over the elements, times grad_factor (LSQ's 1/sqrt(numel * qmax)).
+// The forward rounds the zero point to an integer; the result has x's dtype, computed in F32.
+Tensor fake_quantize_learnable_per_tensor_affine(const Tensor& x, const Tensor& scale, const Tensor& zero_point,
+                                                 int64_t qmin, int64_t qmax, double grad_factor = 1.0);
+Tensor fake_quantize_learnable_per_channel_affine(const Tensor& x, const Tensor& scale, const Tensor& zero_point,
+                                                  int64_t axis, int64_t qmin, int64_t qmax, double grad_factor = 1.0);
+
 // Dropout, embedding, joining, indexing (autograd/ops/index.cpp) ----------------------------
+
 // Dropout draws its mask from the default generator (Philox), scaling kept values by 1/(1-p).
 Tensor dropout(const Tensor& x, double p, bool training);
 Tensor embedding(const Tensor& weight, const Tensor& indices);  // indices I32/I64, any shape

@@ -51,10 +51,10 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   MANTISSA_CHECK(is_floating(x.dtype()), "dropout: the input must be floating point (got ", x.dtype(), ")");
   check_cpu(x, "dropout");
   if (p == 1.0) {
-    Tensor y = zeros(x.sizes(), x.dtype());
+    Tensor y = zeros(x.sizes(), TensorOptions(x.dtype()).device(x.device()));
     if (autograd::needs_grad(x)) {
       record(OpId::dropout, {x}, {y}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-        return {zeros(g[0].sizes(), g[0].dtype())};
+        return {zeros(g[0].sizes(), TensorOptions(g[0].dtype()).device(g[0].device()))};
       });
     }
     return y;
@@ -63,12 +63,12 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   // the dtype or device.
   Tensor mask = bernoulli(x.sizes(), 1.0 - p, TensorOptions(x.dtype()).device(x.device()), nullptr);
   const double scale = 1.0 / (1.0 - p);
-  Tensor y = empty(x.sizes(), x.dtype());
+  Tensor y = empty(x.sizes(), TensorOptions(x.dtype()).device(x.device()));
   kernels::dropout_apply(y, x, mask, scale);
   if (autograd::needs_grad(x)) {
     record(OpId::dropout, {x}, {y}, [mask, scale](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       Tensor gc = g[0].dtype() == mask.dtype() ? g[0] : g[0].to(mask.dtype());
-      Tensor gx = empty(gc.sizes(), gc.dtype());
+      Tensor gx = empty(gc.sizes(), TensorOptions(gc.dtype()).device(gc.device()));
       kernels::dropout_apply(gx, gc, mask, scale);
       return {gx};
     });
@@ -92,13 +92,13 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   Tensor flat = dense(indices).reshape({indices.numel()});
   Shape out_shape = indices.sizes();
   out_shape.push_back(width);
-  Tensor y = empty(out_shape, weight.dtype());
+  Tensor y = empty(out_shape, TensorOptions(weight.dtype()).device(weight.device()));
   kernels::index_select(y, dense(weight), 1, vocab, width, flat);
   if (autograd::needs_grad(weight)) {
     record(OpId::embedding, {weight}, {y},
            [flat, vocab, width](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor gc = dense(g[0]);
-             Tensor gw = zeros({vocab, width}, grad_acc_dtype(gc.dtype()));
+             Tensor gw = zeros({vocab, width}, TensorOptions(grad_acc_dtype(gc.dtype())).device(gc.device()));
              kernels::index_add_rows(gw, gc, 1, vocab, width, flat);
              return {gw};
            });
@@ -126,7 +126,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   check_cpu(tensors[0], "cat");
   if (ref < 0) {
     // Only [0] tensors: the result is an empty [0] tensor with no graph to speak of.
-    return empty({0}, dtype);
+    return empty({0}, TensorOptions(dtype).device(tensors[0].device()));
   }
   const Tensor& r = tensors[ref];
   dim = wrap_dim(dim, r.dim(), "cat");
@@ -149,7 +149,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                                 : " (different number of dimensions)");
     out_shape[dim] += t.size(dim);
   }
-  Tensor y = empty(out_shape, dtype);
+  Tensor y = empty(out_shape, TensorOptions(dtype).device(r.device()));
   std::vector<int64_t> offsets(tensors.size(), -1), lengths(tensors.size(), 0);
   int64_t off = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -190,7 +190,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   dim = wrap_dim(dim, r.dim() + 1, "stack");
   Shape out_shape = r.sizes();
   out_shape.insert(out_shape.begin() + dim, static_cast<int64_t>(tensors.size()));
-  Tensor y = empty(out_shape, dtype);
+  Tensor y = empty(out_shape, TensorOptions(dtype).device(r.device()));
   for (size_t i = 0; i < tensors.size(); ++i) {
     kernels::copy(y.detach().select(dim, static_cast<int64_t>(i)), tensors[i]);
   }
@@ -224,13 +224,13 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Shape out_shape = x.sizes();
   out_shape[dim] = index.numel();
   Tensor idx = index.dim() == 0 ? index.reshape({1}) : index;
-  Tensor y = empty(out_shape, x.dtype());
+  Tensor y = empty(out_shape, TensorOptions(x.dtype()).device(x.device()));
   kernels::index_select(y, dense(x), outer, n, inner, idx);
   if (autograd::needs_grad(x)) {
     record(OpId::index_select, {x}, {y},
            [idx, in_shape = x.sizes(), outer, n, inner](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor gc = dense(g[0]);
-             Tensor gx = zeros(in_shape, grad_acc_dtype(gc.dtype()));
+             Tensor gx = zeros(in_shape, TensorOptions(grad_acc_dtype(gc.dtype())).device(gc.device()));
              kernels::index_add_rows(gx, gc, outer, n, inner, idx);
              return {gx};
            });
@@ -258,14 +258,14 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   }
   check_range(iv, xv.size(dim), "gather",
               "for dimension " + std::to_string(dim) + " of input shape " + shape_str(x.sizes()));
-  Tensor y = empty(iv.sizes(), x.dtype());
+  Tensor y = empty(iv.sizes(), TensorOptions(x.dtype()).device(x.device()));
   kernels::gather(y, xv, dim, iv);
   if (index.dim() == 0) y = y.reshape({});
   if (autograd::needs_grad(x)) {
     record(OpId::gather, {x}, {y},
            [iv, dim, xshape = xv.sizes(), in_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
              Tensor gv = g[0].dim() == 0 ? g[0].reshape({1}) : g[0];
-             Tensor gx = zeros(xshape, grad_acc_dtype(gv.dtype()));
+             Tensor gx = zeros(xshape, TensorOptions(grad_acc_dtype(gv.dtype())).device(gv.device()));
              kernels::gather_backward(gx, gv, dim, iv);
              return {gx.reshape(in_shape)};
            });

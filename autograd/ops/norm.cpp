@@ -26,7 +26,7 @@ Tensor dense(const Tensor& x) {
 // A private contiguous copy of a parameter vector in the accumulate dtype (undefined stays so).
 Tensor to_acc(const Tensor& t, DType acc) {
   if (!t.defined()) return t;
-  Tensor out = empty(t.sizes(), acc);
+  Tensor out = empty(t.sizes(), TensorOptions(acc).device(t.device()));
   kernels::copy(out, t);
   return out;
 }
@@ -79,11 +79,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
   const DType acc = kernels::norm_acc_dtype(x.dtype());
   Tensor xc = dense(x);
-  Tensor mean = zeros({channels}, acc), invstd = zeros({channels}, acc);
+  Tensor mean = zeros({channels}, TensorOptions(acc).device(x.device())), invstd = zeros({channels}, acc);
   if (!training) {
     kernels::batch_norm_eval_stats(running_mean, running_var, eps, mean, invstd);
   } else if (count > 0) {
-    Tensor var = empty({channels}, acc);
+    Tensor var = empty({channels}, TensorOptions(acc).device(x.device()));
     kernels::batch_norm_stats(xc, shp, eps, mean, var, invstd);
     if (running_mean.defined()) {
       // Buffers, not graph inputs: updated in place outside autograd, versions bumped so a
@@ -96,7 +96,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   }
   // An empty batch yields an empty output and leaves the running stats alone, as in PyTorch.
   Tensor w = to_acc(weight, acc), b = to_acc(bias, acc);
-  Tensor y = empty(x.sizes(), x.dtype());
+  Tensor y = empty(x.sizes(), TensorOptions(x.dtype()).device(x.device()));
   if (x.numel() > 0) kernels::batch_norm_apply(y, xc, shp, mean, invstd, w, b);
 
   if (autograd::needs_grad(x, weight, bias)) {
@@ -109,9 +109,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
              Tensor xs = sx.unpack();
              Tensor gc = dense(g[0]);
              if (gc.dtype() != xs.dtype()) gc = gc.to(xs.dtype());
-             Tensor gx = need_x ? empty(xs.sizes(), xs.dtype()) : Tensor();
-             Tensor gw = need_w ? empty({shp.c}, acc) : Tensor();
-             Tensor gb = need_b ? empty({shp.c}, acc) : Tensor();
+             Tensor gx = need_x ? empty(xs.sizes(), TensorOptions(xs.dtype()).device(xs.device())) : Tensor();
+             Tensor gw = need_w ? empty({shp.c}, TensorOptions(acc).device(xs.device())) : Tensor();
+             Tensor gb = need_b ? empty({shp.c}, TensorOptions(acc).device(xs.device())) : Tensor();
              kernels::batch_norm_backward(gc, xs, shp, mean, invstd, w, training, gx, gw, gb);
              return {gx, gw, gb};
            });
@@ -148,8 +148,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const DType acc = kernels::norm_acc_dtype(x.dtype());
   Tensor xc = dense(x);
   Tensor w = to_acc(weight, acc), b = to_acc(bias, acc);
-  Tensor mean = zeros({rows}, acc), rstd = zeros({rows}, acc);
-  Tensor y = empty(x.sizes(), x.dtype());
+  Tensor mean = zeros({rows}, TensorOptions(acc).device(x.device())), rstd = zeros({rows}, acc);
+  Tensor y = empty(x.sizes(), TensorOptions(x.dtype()).device(x.device()));
   if (x.numel() > 0) kernels::layer_norm_forward(y, xc, rows, d, w, b, eps, mean, rstd);
 
   if (autograd::needs_grad(x, weight, bias)) {
@@ -162,9 +162,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
              Tensor xs = sx.unpack();
              Tensor gc = dense(g[0]);
              if (gc.dtype() != xs.dtype()) gc = gc.to(xs.dtype());
-             Tensor gx = need_x ? empty(xs.sizes(), xs.dtype()) : Tensor();
-             Tensor gw = need_w ? zeros(wshape, acc) : Tensor();
-             Tensor gb = need_b ? zeros(wshape, acc) : Tensor();
+             Tensor gx = need_x ? empty(xs.sizes(), TensorOptions(xs.dtype()).device(xs.device())) : Tensor();
+             Tensor gw = need_w ? zeros(wshape, TensorOptions(acc).device(xs.device())) : Tensor();
+             Tensor gb = need_b ? zeros(wshape, TensorOptions(acc).device(xs.device())) : Tensor();
              if (xs.numel() > 0) kernels::layer_norm_backward(gc, xs, rows, d, mean, rstd, w, gx, gw, gb);
              return {gx, gw, gb};
            });

@@ -78,9 +78,12 @@ Tensor max_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int6
   Tensor out = out4.view(out_shape(x, o4));
   if (autograd::needs_grad(x)) {
     record(OpId::max_pool2d, {x}, {out},
-           [indices = SavedTensor(indices), x4, o4, x_shape = x.sizes()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+           [indices = SavedTensor(indices), x4, o4, p, x_shape = x.sizes()](const std::vector<Tensor>& g)
+               -> std::vector<Tensor> {
              Tensor dx = empty(x4, TensorOptions(g[0].dtype()).device(g[0].device()));
-             kernels::max_pool2d_backward(dx, g[0].reshape(o4), indices.unpack());
+             // With the window parameters the CUDA backward gathers in a fixed order
+             // (deterministic, bit-identical to the CPU) instead of scattering with atomics.
+             kernels::max_pool2d_backward(dx, g[0].reshape(o4), indices.unpack(), p);
              return {dx.view(x_shape)};
            });
   }

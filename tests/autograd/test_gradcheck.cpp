@@ -11,6 +11,7 @@
 #include "ops/rows_elementwise.h"
 #include "ops/rows_linalg_conv_pool.h"
 #include "ops/rows_norm_index.h"
+#include "ops/rows_quant.h"
 #include "ops/rows_reduce_loss.h"
 #include "ops/rows_view.h"
 
@@ -19,7 +20,8 @@ namespace {
 
 std::vector<OpRow> all_rows() {
   std::vector<OpRow> rows;
-  for (auto part : {rows_view(), rows_elementwise(), rows_reduce_loss(), rows_linalg_conv_pool(), rows_norm_index()}) {
+  for (auto part : {rows_view(), rows_elementwise(), rows_reduce_loss(), rows_linalg_conv_pool(), rows_norm_index(),
+                    rows_quant()}) {
     rows.insert(rows.end(), part.begin(), part.end());
   }
   return rows;
