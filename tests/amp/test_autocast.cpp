@@ -8,6 +8,7 @@
 #include "amp/autocast.h"
 #include "autograd/ops.h"
 #include "core/generator.h"
+#include "core/kernels/device_memory.h"
 
 namespace mantissa {
 namespace {
@@ -236,6 +237,26 @@ TEST(Autocast, MatchesExplicitCastsBitForBit) {
   Tensor explicit_ = linear(x.to(DType::F16), w.to(DType::F16), b.to(DType::F16));
   AutocastGuard guard(DeviceType::CPU, DType::F16);
   EXPECT_TRUE(bit_equal(linear(x, w, b), explicit_));
+}
+
+TEST(AutocastCuda, LowersMatmulsAndKeepsLossesInF32) {
+  if (kernels::cuda_device_count() == 0) GTEST_SKIP() << kernels::cuda_unavailable_reason();
+  Tensor w = param({3, 8}, 2).detach().to(kCUDA).requires_grad_(true);
+  Tensor x = data({4, 8}, 1).to(kCUDA);
+  Tensor target = from_vector(std::vector<int64_t>{0, 2, 1, 2}, {4}).to(kCUDA);
+  Tensor y, loss;
+  {
+    AutocastGuard guard(DeviceType::CUDA, DType::F16);
+    y = linear(x, w);
+    loss = cross_entropy(y, target);
+    // CPU tensors are untouched by a CUDA region.
+    EXPECT_EQ(linear(x.cpu(), w.detach().cpu()).dtype(), DType::F32);
+  }
+  EXPECT_EQ(y.dtype(), DType::F16);
+  EXPECT_EQ(loss.dtype(), DType::F32);
+  loss.backward();
+  EXPECT_EQ(w.grad().dtype(), DType::F32);
+  EXPECT_TRUE(w.grad().is_cuda());
 }
 
 }  // namespace
