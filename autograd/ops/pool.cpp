@@ -1,6 +1,8 @@
 // max_pool2d, avg_pool2d and adaptive_avg_pool2d: PyTorch's argument rules (stride defaults to
 // the kernel, padding at most half the kernel, ceil_mode), the forward through core/kernels/pool
 // and the backward (max pooling routes to the argmax saved by the forward).
+#include <limits>
+
 #include "autograd/autocast_hook.h"
 #include "autograd/function.h"
 #include "autograd/ops/backend_check.h"
@@ -77,13 +79,20 @@ Tensor max_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int6
   kernels::max_pool2d_forward(out4, indices, x.detach().reshape(x4), p);
   Tensor out = out4.view(out_shape(x, o4));
   if (autograd::needs_grad(x)) {
+    // The argmax indices (flat positions within one H*W plane) are kept as I32 while they wait
+    // for backward: half the bytes of I64, which under 16-bit autocast is the largest saved
+    // tensor of a conv net. I64 is restored for the kernel.
+    const bool narrow = x4[2] * x4[3] <= std::numeric_limits<int32_t>::max();
+    Tensor kept = narrow ? indices.to(DType::I32) : indices;
     record(OpId::max_pool2d, {x}, {out},
-           [indices = SavedTensor(indices), x4, o4, p, x_shape = x.sizes()](const std::vector<Tensor>& g)
+           [indices = SavedTensor(kept), x4, o4, p, x_shape = x.sizes()](const std::vector<Tensor>& g)
                -> std::vector<Tensor> {
              Tensor dx = empty(x4, TensorOptions(g[0].dtype()).device(g[0].device()));
+             Tensor idx = indices.unpack();
+             if (idx.dtype() != DType::I64) idx = idx.to(DType::I64);
              // With the window parameters the CUDA backward gathers in a fixed order
              // (deterministic, bit-identical to the CPU) instead of scattering with atomics.
-             kernels::max_pool2d_backward(dx, g[0].reshape(o4), indices.unpack(), p);
+             kernels::max_pool2d_backward(dx, g[0].reshape(o4), idx, p);
              return {dx.view(x_shape)};
            });
   }
