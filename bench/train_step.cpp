@@ -3,8 +3,11 @@
 // warm-up. Prints one JSON object: ms per step (best and median of repeats), images/s, peak RSS,
 // C++ heap allocations (operator new) and large blocks the CPU allocator could not serve from
 // its cache (fresh_blocks_per_step), both per warmed-up step.
+// --precision NAME runs the step under one policy of amp/policy.h (autocast around forward + loss,
+// loss scaling, master weights or pure BF16), as examples/mnist does.
 // Peer: bench/peers/torch_train_step.py runs the identical step in PyTorch.
 //   train_step --model mlp|cnn --batch-size 64 --optimizer adam --threads 2 --steps 50 --warmup 10
+//   train_step --model cnn --precision bf16 --device cpu
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -18,6 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "amp/autocast.h"
+#include "amp/grad_scaler.h"
+#include "amp/policy.h"
 #include "core/generator.h"
 #include "core/kernels/cpu_allocator.h"
 #include "core/kernels/device_memory.h"
@@ -43,6 +49,7 @@ struct Args {
   std::string model = "mlp";
   std::string optimizer = "adam";
   std::string device = "cpu";
+  std::string precision = "fp32";
   int64_t batch_size = 64;
   int64_t steps = 50;
   int64_t warmup = 10;
@@ -54,7 +61,8 @@ struct Args {
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr,
                "train_step: %s\nusage: train_step [--model mlp|cnn] [--batch-size N] [--optimizer adam|adamw|sgd] "
-               "[--device cpu|cuda] [--threads N] [--steps N] [--warmup N] [--repeats N] [--zero-grad none|zero]\n",
+               "[--device cpu|cuda[:N]] [--precision NAME] [--threads N] [--steps N] [--warmup N] [--repeats N] "
+               "[--zero-grad none|zero]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -74,6 +82,7 @@ Args parse(int argc, char** argv) {
     if (k == "--model") a.model = v;
     else if (k == "--optimizer") a.optimizer = v;
     else if (k == "--device") a.device = v;
+    else if (k == "--precision") a.precision = v;
     else if (k == "--batch-size") a.batch_size = count(1);
     else if (k == "--steps") a.steps = count(1);
     else if (k == "--warmup") a.warmup = count(0);
@@ -88,7 +97,16 @@ Args parse(int argc, char** argv) {
   if (a.model != "mlp" && a.model != "cnn") usage_error("--model " + a.model + ": expected mlp or cnn");
   if (a.optimizer != "adam" && a.optimizer != "adamw" && a.optimizer != "sgd")
     usage_error("--optimizer " + a.optimizer + ": expected adam, adamw or sgd");
-  if (a.device != "cpu" && a.device != "cuda") usage_error("--device " + a.device + ": expected cpu or cuda");
+  try {
+    (void)Device(a.device);
+  } catch (const std::exception&) {
+    usage_error("--device " + a.device + ": expected cpu, cuda or cuda:N");
+  }
+  try {
+    (void)amp::parse_precision(a.precision);
+  } catch (const std::exception& e) {
+    usage_error(std::string("--precision: ") + e.what());
+  }
   return a;
 }
 
@@ -97,20 +115,25 @@ Args parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   omp_set_num_threads(a.threads);
-  const Device device = a.device == "cuda" ? kCUDA : kCPU;
+  const Device device(a.device);
   if (device.is_cuda() && !kernels::cuda_is_available()) {
-    std::fprintf(stderr, "train_step: --device cuda: CUDA is not usable here (%s)\n", kernels::cuda_unavailable_reason());
+    std::fprintf(stderr, "train_step: --device %s: CUDA is not usable here (%s)\n", a.device.c_str(),
+                 kernels::cuda_unavailable_reason());
     return 1;
   }
+  const amp::Precision precision = amp::parse_precision(a.precision);
   try {
     manual_seed(0);
     nn::ModulePtr model = examples::make_mnist_model(a.model);
     model->to(device);
+    amp::prepare_model(*model, precision);
     // The example's optimizers with their default hyperparameters (lr fixed: no schedule here).
     std::unique_ptr<optim::Optimizer> opt;
-    if (a.optimizer == "adam") opt = std::make_unique<optim::Adam>(model->parameters(), optim::AdamOptions(1e-3));
-    else if (a.optimizer == "adamw") opt = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions(1e-3));
-    else opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+    const std::vector<optim::ParamGroup> groups{model->parameters()};
+    if (a.optimizer == "adam") opt = amp::make_optimizer(precision, groups, optim::AdamOptions(1e-3));
+    else if (a.optimizer == "adamw") opt = amp::make_optimizer(precision, groups, optim::AdamWOptions(1e-3));
+    else opt = amp::make_optimizer(precision, groups, optim::SGDOptions(0.01).momentum(0.9).nesterov(true));
+    amp::GradScaler scaler(amp::GradScalerOptions().enabled(precision.grad_scaler));
 
     // One fixed batch: normalized-looking inputs and labels 0..9.
     const Tensor x = randn({a.batch_size, 1, 28, 28}).to(device);
@@ -121,9 +144,15 @@ int main(int argc, char** argv) {
     double last_loss = 0.0;
     auto step = [&] {
       opt->zero_grad(a.set_to_none);
-      Tensor loss = cross_entropy(model->forward(x), y);
-      loss.backward();
-      opt->step();
+      Tensor loss;
+      {
+        amp::AutocastGuard autocast(device.type, precision.autocast.value_or(DType::BF16),
+                                    precision.autocast.has_value());
+        loss = cross_entropy(model->forward(x), y);
+      }
+      scaler.scale(loss).backward();
+      scaler.step(*opt);
+      scaler.update();
       last_loss = loss.item_double();
     };
     for (int64_t i = 0; i < a.warmup; ++i) step();
@@ -147,12 +176,15 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     std::printf(
         "{\"impl\": \"mantissa\", \"model\": \"%s\", \"batch_size\": %lld, \"optimizer\": \"%s\", \"device\": \"%s\", "
+        "\"precision\": \"%s\", "
         "\"threads\": %d, \"steps\": %lld, \"repeats\": %lld, \"ms_per_step\": %.3f, \"median_ms_per_step\": %.3f, "
         "\"images_per_s\": %.1f, \"peak_rss_mb\": %.1f, \"allocs_per_step\": %.1f, \"fresh_blocks_per_step\": %.2f, "
-        "\"loss\": %.4f}\n",
-        a.model.c_str(), static_cast<long long>(a.batch_size), a.optimizer.c_str(), a.device.c_str(), a.threads,
+        "\"loss\": %.4f, \"skipped_steps\": %lld}\n",
+        a.model.c_str(), static_cast<long long>(a.batch_size), a.optimizer.c_str(), a.device.c_str(),
+        a.precision.c_str(), a.threads,
         static_cast<long long>(a.steps), static_cast<long long>(a.repeats), best * 1e3, median * 1e3,
-        static_cast<double>(a.batch_size) / best, static_cast<double>(ru.ru_maxrss) / 1024.0, news_per_step, misses_per_step, last_loss);
+        static_cast<double>(a.batch_size) / best, static_cast<double>(ru.ru_maxrss) / 1024.0, news_per_step, misses_per_step, last_loss,
+        static_cast<long long>(scaler.skipped_steps()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_step: error: %s\n", e.what());
     return 1;

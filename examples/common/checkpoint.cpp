@@ -44,6 +44,7 @@ void save_training_checkpoint(const std::string& path, const nn::Module& model, 
   meta["generator.seed"] = std::to_string(progress.generator.seed);
   meta["generator.offset"] = std::to_string(progress.generator.offset);
   if (scheduler != nullptr) meta["scheduler"] = scheduler->state_dict();
+  if (!progress.grad_scaler.empty()) meta["grad_scaler"] = progress.grad_scaler;
   for (const auto& [k, v] : opt.metadata) meta[kOptimizerPrefix + k] = v;
   for (const auto& [k, v] : progress.config) meta[kConfigPrefix + k] = v;
   safetensors::save(path, tensors, meta);
@@ -68,6 +69,7 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Module& m
     if (starts_with(k, kOptimizerPrefix)) opt.metadata[k.substr(kOptimizerPrefix.size())] = v;
     else if (starts_with(k, kConfigPrefix)) p.config[k.substr(kConfigPrefix.size())] = v;
   }
+  if (const auto it = file.metadata.find("grad_scaler"); it != file.metadata.end()) p.grad_scaler = it->second;
   const auto sched = file.metadata.find("scheduler");
   MANTISSA_CHECK((sched != file.metadata.end()) == (scheduler != nullptr), "checkpoint ", path, ": it was saved ",
                  sched != file.metadata.end() ? "with" : "without", " an LR scheduler but this run has ",
@@ -82,6 +84,14 @@ TrainingProgress load_training_checkpoint(const std::string& path, nn::Module& m
     MANTISSA_ERROR("checkpoint ", path, ": ", e.what());
   }
   return p;
+}
+
+std::map<std::string, std::string> load_training_config(const std::string& path) {
+  const safetensors::File file = safetensors::load(path);
+  std::map<std::string, std::string> config;
+  for (const auto& [k, v] : file.metadata)
+    if (starts_with(k, kConfigPrefix)) config[k.substr(kConfigPrefix.size())] = v;
+  return config;
 }
 
 std::vector<std::string> config_mismatches(const std::map<std::string, std::string>& saved,

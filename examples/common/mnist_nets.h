@@ -24,15 +24,16 @@ class MnistCnn : public nn::Module {
     fc2 = register_module("fc2", std::make_shared<nn::Linear>(128, 10));
   }
 
+  // Children are called through operator(), so forward hooks (amp::Inspector) see each layer.
   Tensor forward(const Tensor& x) override {
-    Tensor h = relu(conv1->forward(x));
-    h = relu(conv2->forward(h));
+    Tensor h = relu((*conv1)(x));
+    h = relu((*conv2)(h));
     h = max_pool2d(h, {2, 2});
-    h = dropout1->forward(h);  // identity in eval mode
+    h = (*dropout1)(h);  // identity in eval mode
     h = flatten(h, 1);
-    h = relu(fc1->forward(h));
-    h = dropout2->forward(h);
-    return fc2->forward(h);
+    h = relu((*fc1)(h));
+    h = (*dropout2)(h);
+    return (*fc2)(h);
   }
 
   std::shared_ptr<nn::Conv2d> conv1, conv2;
@@ -51,9 +52,9 @@ class MnistMlp : public nn::Module {
 
   Tensor forward(const Tensor& x) override {
     Tensor h = flatten(x, 1);  // [N,1,28,28] -> [N,784], a view
-    h = relu(fc1->forward(h));
-    h = relu(fc2->forward(h));
-    return fc3->forward(h);
+    h = relu((*fc1)(h));
+    h = relu((*fc2)(h));
+    return (*fc3)(h);
   }
 
   std::shared_ptr<nn::Linear> fc1, fc2, fc3;

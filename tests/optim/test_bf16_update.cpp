@@ -320,6 +320,39 @@ TEST(PureBF16, NeedsAnExplicitRounding) {
   EXPECT_EQ(floats(w), (std::vector<float>{0.5f, 1.5f}));
 }
 
+// The 8-lane body and the scalar tail give the same bits: one 37-element tensor (vector body +
+// tail) against 37 one-element tensors (tail only). Stochastic rounding keys its bits by the
+// element's position, so it is compared through CUDA below instead.
+TEST(PureBF16, VectorAndScalarPathsAgree) {
+  for (UpdateRounding r : {UpdateRounding::Nearest, UpdateRounding::Kahan}) {
+    for (int which = 0; which < 2; ++which) {
+      SCOPED_TRACE(std::string(kernels::update_rounding_name(r)) + (which ? " AdamW amsgrad" : " SGD nesterov"));
+      const std::vector<float> w0 = bf16_values(37, -1.0f, 1.0f, 61);
+      Tensor whole = bf16(w0).requires_grad_();
+      std::vector<Tensor> singles;
+      for (float v : w0) singles.push_back(bf16({v}).requires_grad_());
+      auto make = [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+        std::unique_ptr<Optimizer> o;
+        if (which) o = std::make_unique<AdamW>(ps, AdamWOptions(1e-2).amsgrad(true));
+        else o = std::make_unique<SGD>(ps, SGDOptions(0.03).momentum(0.9).nesterov(true).weight_decay(0.01));
+        o->set_update_rounding(r, 3);
+        return o;
+      };
+      auto a = make({whole});
+      auto b = make(singles);
+      for (int t = 0; t < 4; ++t) {
+        const std::vector<float> g = bf16_values(37, -1.0f, 1.0f, 70 + t);
+        whole.set_grad(bf16(g));
+        for (size_t i = 0; i < g.size(); ++i) singles[i].set_grad(bf16({g[i]}));
+        a->step();
+        b->step();
+      }
+      const std::vector<float> got = floats(whole);
+      for (size_t i = 0; i < w0.size(); ++i) ASSERT_EQ(got[i], floats(singles[i])[0]) << "element " << i;
+    }
+  }
+}
+
 // ---- CUDA against the CPU ------------------------------------------------------------------
 
 struct StepCase {
