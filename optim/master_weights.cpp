@@ -123,7 +123,9 @@ const Tensor& MasterWeights::master(const Tensor& working) const {
 // a copy of their options right before it reads them.
 void MasterWeights::sync_inner_options() const {
   std::vector<ParamGroup>& inner_groups = inner_->param_groups();
-  MANTISSA_ASSERT(inner_groups.size() == groups_.size());
+  MANTISSA_CHECK(inner_groups.size() == groups_.size(), name_, ": has ", groups_.size(), " parameter groups but ",
+                 inner_groups.size(), " were given at construction; add_param_group is not supported here (build a "
+                 "new MasterWeights over all groups)");
   for (size_t g = 0; g < groups_.size(); ++g) {
     inner_groups[g].set_options(groups_[g].options().clone());
     inner_groups[g].initial_lr = groups_[g].initial_lr;

@@ -29,7 +29,9 @@ namespace mantissa::optim {
 // BatchNorm's, are their own masters), with the options: schedulers and clipping see F32
 // values, as with Apex. state_dict() is the inner optimizer's (step, moments) plus every master
 // as "state.<i>.master" (F32), so a checkpoint restores the masters bit-exactly instead of
-// re-widening the rounded working copies; the type name is "MasterWeights(<inner>)".
+// re-widening the rounded working copies; the type name is "MasterWeights(<inner>)". The
+// per-parameter state is the inner optimizer's: inner().state(master(p)). Groups are fixed at
+// construction (add_param_group is refused at the next step).
 class MasterWeights final : public Optimizer {
  public:
   // The inner optimizer follows the options' type: SGDOptions -> SGD, AdamOptions -> Adam,
