@@ -39,9 +39,10 @@ struct OptimSlot {
 //              device and thread count. The state is stochastically rounded too (streams 1-3).
 //  Kahan:      the parameter keeps a BF16 compensation buffer: y = update + c, w' = rne(w + y),
 //              c' = y - (w' - w). The state is rounded to nearest.
-// Under Nearest and Kahan the state has BF16's limits too: Adam's exp_avg_sq stops following
-// its average once a step changes it by less than half an ulp (relative 2^-9; with beta2 = 0.999
-// that is once g^2 stays near v), as in PyTorch with BF16 parameters; Stochastic keeps it unbiased.
+// Under Nearest and Kahan the state has BF16's limits too: a moment update smaller than half an
+// ulp (relative 2^-9) is lost, so with beta2 = 0.999 Adam's exp_avg_sq can never decay (a decay
+// step is at most 0.1%) and grows only when g^2 exceeds about 3v, as in PyTorch with BF16
+// parameters; Stochastic rounding keeps the moments unbiased.
 enum class UpdateRounding : uint8_t { Nearest, Stochastic, Kahan };
 const char* update_rounding_name(UpdateRounding r);  // "nearest", "stochastic", "kahan"
 
