@@ -1,0 +1,50 @@
+// Int8 inference kernels (CPU): u8/s8 activations x s8 per-channel weights, exact int32
+// accumulation, then fbgemm-style requantization to u8/s8 codes. A linear layer and an NCHW
+// conv2d, through oneDNN's int8 matmul / convolution when built with it, else a reference loop.
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernels/conv.h"
+#include "core/tensor.h"
+
+namespace mantissa::kernels {
+
+// The requantization of one layer. Real values: x = (q_x - x_zp) * x_scale, w[c] = q_w * w_scale[c]
+// (symmetric, zero point 0), bias[c] = q_b * x_scale * w_scale[c] (I32), out = (q_out - out_zp) * out_scale.
+//   acc[c]   = sum (q_x - x_zp) * q_w[c]  + q_b[c]          (int32, exact)
+//   M[c]     = (x_scale * w_scale[c]) / out_scale            (F32, two F32 roundings, as PyTorch
+//                                                             computes act_times_w_scale / out_scale)
+//   q_out    = clamp(rint(float(acc) * M[c]) + out_zp, lo, hi)
+// float(acc) is exact while |acc| < 2^24; the product is one F32 rounding; rint rounds half to
+// even (fbgemm's _mm256_cvtps_epi32 under the default MXCSR). lo, hi: the range of out's dtype
+// (U8: [0, 255], I8: [-128, 127]).
+// The oneDNN path folds out_zp into the rounding, rint(float(acc) * M[c] + out_zp): identical except
+// at an exact .5 tie with an odd out_zp, where it may differ by one code.
+struct Requant {
+  float x_scale = 1.0f;
+  int32_t x_zp = 0;
+  Tensor w_scale;  // F32 [C], contiguous, on the CPU
+  float out_scale = 1.0f;
+  int32_t out_zp = 0;
+};
+
+enum class QGemmImpl : uint8_t {
+  Auto,       // oneDNN when built with it, else the reference
+  Reference,  // the plain loops (tests compare the two)
+};
+
+// out [N, C] (U8 or I8) = requant(x [N, K] (U8 or I8) . w [C, K]^T (I8) + bias [C] (I32, optional)).
+// All operands contiguous CPU tensors.
+void qlinear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Requant& r,
+             QGemmImpl impl = QGemmImpl::Auto);
+
+// out [N, O, Ho, Wo] (U8 or I8) = requant(conv(x [N, C, H, W], w [O, C/groups, kh, kw]) + bias [O]).
+// Padding reads as the real value 0, i.e. the code x_zp (as PyTorch's quantized conv does).
+void qconv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
+             const Requant& r, QGemmImpl impl = QGemmImpl::Auto);
+
+// The requantization multipliers M[c] above (F32 [C]).
+Tensor requant_multipliers(const Requant& r);
+
+}  // namespace mantissa::kernels
