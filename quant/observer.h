@@ -19,7 +19,8 @@ class Observer : public nn::Module {
   Tensor forward(const Tensor& x) override;
   // qparams of the range seen so far; before any data: scale 1, zero point 0 (as PyTorch, which
   // warns), so a model converted without calibration still runs.
-  QParams calculate_qparams() const;
+  // Virtual so observers that narrow the range first (HistogramObserver) are used through Observer&.
+  virtual QParams calculate_qparams() const;
   bool has_data() const;
   const QSpec& spec() const { return spec_; }
   // Running range (F32; 0-d per tensor, [C] per channel; +inf/-inf before any data).
