@@ -25,6 +25,12 @@ void check_activation_qp(const QParams& qp, const char* op, const char* which) {
                  " qparams must be per tensor, got ", qp.spec.str());
   MANTISSA_CHECK(qp.spec.dtype == QDType::UInt8 || qp.spec.dtype == QDType::Int8, op, ": ", which,
                  " activations must be int8 or uint8, got ", qp.spec.str());
+  // The kernels clamp to the full code range of the dtype, so a narrower range (restricted int8)
+  // would not be honoured: refuse it rather than produce codes outside the spec.
+  const bool full_range = qp.spec.dtype == QDType::UInt8 ? (qp.spec.qmin() == 0 && qp.spec.qmax() == 255)
+                                                         : (qp.spec.qmin() == -128 && qp.spec.qmax() == 127);
+  MANTISSA_CHECK(full_range, op, ": ", which, " activations need the full code range of their dtype, got ",
+                 qp.spec.str(), " [", qp.spec.qmin(), ", ", qp.spec.qmax(), "]");
   MANTISSA_CHECK(qp.scale.dtype() == DType::F32 && qp.zero_point.dtype() == DType::I32, op, ": ", which,
                  " qparams must hold an F32 scale and an I32 zero point");
   const float s = scale_of(qp);

@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -28,7 +29,12 @@ OutRange out_range(DType t) { return t == DType::U8 ? OutRange{0, 255} : OutRang
 
 // One output code: F32 product, round half to even, then the zero point, then clamp (in float
 // first, so a huge product never overflows the integer conversion).
-inline int32_t requant_value(int32_t acc, float m, int32_t zp, OutRange r) {
+// The dot product is exact in int32 (check_depth); the bias joins it saturated to int32, so a
+// huge bias clamps instead of wrapping.
+inline int32_t requant_value(int32_t dot, int32_t bias, float m, int32_t zp, OutRange r) {
+  const int64_t wide = static_cast<int64_t>(dot) + bias;
+  const int32_t acc = static_cast<int32_t>(std::clamp<int64_t>(wide, std::numeric_limits<int32_t>::min(),
+                                                               std::numeric_limits<int32_t>::max()));
   float v = rintf(static_cast<float>(acc) * m);
   v = fmaxf(v, static_cast<float>(r.lo - zp));
   v = fminf(v, static_cast<float>(r.hi - zp));
@@ -91,9 +97,9 @@ void qlinear_ref(const Tensor& out, const Tensor& x, const Tensor& w, const Tens
       const int64_t row = i / c, col = i % c;
       const X* xr = xp + row * k;
       const int8_t* wr = wp + col * k;
-      int32_t acc = bp ? bp[col] : 0;
+      int32_t acc = 0;
       for (int64_t j = 0; j < k; ++j) acc += (static_cast<int32_t>(xr[j]) - r.x_zp) * static_cast<int32_t>(wr[j]);
-      op[i] = static_cast<O>(requant_value(acc, m[col], r.out_zp, range));
+      op[i] = static_cast<O>(requant_value(acc, bp ? bp[col] : 0, m[col], r.out_zp, range));
     }
   });
 }
@@ -117,7 +123,7 @@ void qconv_ref(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor
       O* dst = outp + i * ho * wo;
       for (int64_t oy = 0; oy < ho; ++oy) {
         for (int64_t ox = 0; ox < wo; ++ox) {
-          int32_t acc = bp ? bp[oc] : 0;
+          int32_t acc = 0;
           for (int64_t c = 0; c < cg; ++c) {
             for (int64_t ky = 0; ky < kh; ++ky) {
               const int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dilation_h;
@@ -130,7 +136,7 @@ void qconv_ref(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor
               }
             }
           }
-          dst[oy * wo + ox] = static_cast<O>(requant_value(acc, m[oc], r.out_zp, range));
+          dst[oy * wo + ox] = static_cast<O>(requant_value(acc, bp ? bp[oc] : 0, m[oc], r.out_zp, range));
         }
       }
     }

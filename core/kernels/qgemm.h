@@ -12,7 +12,9 @@ namespace mantissa::kernels {
 
 // The requantization of one layer. Real values: x = (q_x - x_zp) * x_scale, w[c] = q_w * w_scale[c]
 // (symmetric, zero point 0), bias[c] = q_b * x_scale * w_scale[c] (I32), out = (q_out - out_zp) * out_scale.
-//   acc[c]   = sum (q_x - x_zp) * q_w[c]  + q_b[c]          (int32, exact)
+//   acc[c]   = sum (q_x - x_zp) * q_w[c]  + q_b[c]          (int32: the sum is exact for a reduction
+//                                                             depth up to 65536 (deeper is refused), the
+//                                                             bias is added saturating in the reference)
 //   M[c]     = (x_scale * w_scale[c]) / out_scale            (F32, two F32 roundings, as PyTorch
 //                                                             computes act_times_w_scale / out_scale)
 //   q_out    = clamp(rint(float(acc) * M[c]) + out_zp, lo, hi)
