@@ -367,4 +367,150 @@ void qconv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
               [&]<typename X, typename O>() { qconv_ref<X, O>(out, x, w, bias, p, r, m.data()); });
 }
 
+
+// ---- dynamic quantization: int32 accumulation dequantized to F32 ------------------------------
+
+namespace {
+
+// out = float(acc) * m[c] + bias[c]: the product rounded first, then the add (written as two
+// statements so the compiler cannot contract them into an FMA the oneDNN path does not do).
+inline float dequant_value(int32_t acc, float m, float b) {
+  const float prod = static_cast<float>(acc) * m;
+  volatile float keep = prod;  // blocks contraction across the two roundings
+  return keep + b;
+}
+
+template <typename X>
+void qlinear_dequant_ref(const Tensor& out, const Tensor& x, const Tensor& w, const float* bias, int32_t x_zp,
+                         const float* m) {
+  const int64_t n = x.size(0), k = x.size(1), c = w.size(0);
+  const X* xp = x.data<X>();
+  const int8_t* wp = w.data<int8_t>();
+  float* op = out.data<float>();
+  parallel_for(n * c, std::max<int64_t>(1, 4096 / std::max<int64_t>(k, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t row = i / c, col = i % c;
+      const X* xr = xp + row * k;
+      const int8_t* wr = wp + col * k;
+      int32_t acc = 0;
+      for (int64_t j = 0; j < k; ++j) acc += (static_cast<int32_t>(xr[j]) - x_zp) * static_cast<int32_t>(wr[j]);
+      op[i] = dequant_value(acc, m[col], bias ? bias[col] : 0.0f);
+    }
+  });
+}
+
+#ifdef MANTISSA_HAVE_DNNL
+struct QMatmulF32 {
+  dnnl::matmul prim;
+  dnnl::memory::desc src, dst, scales, zp;
+  Port wei;
+};
+
+// The int8 matmul with an F32 destination. Scales and the source zero point are run-time
+// arguments, so one primitive serves every batch of a shape. The bias is not handed to oneDNN
+// (oneDNN 2.x adds an int8 matmul's bias before the output scale); it is added afterwards in F32.
+void qlinear_dequant_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, int32_t x_zp,
+                          const std::vector<float>& m) {
+  static dnnl_ctx::Cache<QMatmulF32> cache;
+  const int64_t n = x.size(0), k = x.size(1), c = w.size(0);
+  auto prim = cache.get({2, n, k, c, static_cast<int64_t>(x.dtype())}, [&] {
+    using dnnl::memory;
+    using tag = memory::format_tag;
+    QMatmulF32 q;
+    q.src = memory::desc({n, k}, code_type(x.dtype()), tag::ab);
+    const memory::desc wei({k, c}, memory::data_type::s8, tag::ba);  // w [C, K] read as its transpose
+    const memory::desc wei_any({k, c}, memory::data_type::s8, tag::any);
+    q.dst = memory::desc({n, c}, memory::data_type::f32, tag::ab);
+    q.scales = memory::desc({c}, memory::data_type::f32, tag::x);
+    q.zp = memory::desc({1}, memory::data_type::s32, tag::x);
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(q.src, wei_any, q.dst), attr, dnnl_ctx::engine());
+    q.prim = dnnl::matmul(pd);
+    q.wei = make_port(wei, pd.weights_desc(), true);
+    return q;
+  });
+  auto& eng = dnnl_ctx::engine();
+  auto& strm = dnnl_ctx::stream();
+  dnnl::memory wm(prim->wei.user, eng, w.data_ptr());
+  if (prim->wei.reorder) {
+    dnnl::memory packed(prim->wei.prim, eng);
+    prim->wei.reorder->execute(strm, wm, packed);
+    wm = packed;
+  }
+  int32_t zp = x_zp;
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory(prim->src, eng, x.data_ptr())},
+      {DNNL_ARG_WEIGHTS, wm},
+      {DNNL_ARG_DST, dnnl::memory(prim->dst, eng, out.data_ptr())},
+      {DNNL_ARG_ATTR_OUTPUT_SCALES, dnnl::memory(prim->scales, eng, const_cast<float*>(m.data()))},
+      {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, dnnl::memory(prim->zp, eng, &zp)}};
+  prim->prim.execute(strm, args);
+  strm.wait();
+}
+#endif  // MANTISSA_HAVE_DNNL
+
+}  // namespace
+
+void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, float x_scale,
+                     int32_t x_zp, const Tensor& w_scale, QGemmImpl impl) {
+  constexpr const char* op = "qlinear_dequant";
+  for (const Tensor* t : {&out, &x, &w, &w_scale}) {
+    MANTISSA_CHECK(t->defined(), op, ": an operand is undefined");
+    MANTISSA_CHECK(t->device().is_cpu(), op, ": int8 kernels run on the CPU only, got a tensor on ", t->device());
+    MANTISSA_CHECK(t->is_contiguous(), op, ": operands must be contiguous, got a strided tensor of shape ",
+                   shape_str(t->sizes()));
+  }
+  MANTISSA_CHECK(x.dim() == 2 && w.dim() == 2 && out.dim() == 2 && x.size(1) == w.size(1) &&
+                     out.size(0) == x.size(0) && out.size(1) == w.size(0),
+                 op, ": expected x [N, K], w [C, K], out [N, C], got x ", shape_str(x.sizes()), ", w ",
+                 shape_str(w.sizes()), ", out ", shape_str(out.sizes()));
+  MANTISSA_CHECK(x.dtype() == DType::U8 || x.dtype() == DType::I8, op, ": activations must be U8 or I8 codes, got ",
+                 x.dtype());
+  MANTISSA_CHECK(w.dtype() == DType::I8, op, ": weights must be I8 codes, got ", w.dtype());
+  MANTISSA_CHECK(out.dtype() == DType::F32, op, ": the output must be F32, got ", out.dtype());
+  const int64_t channels = w.size(0);
+  MANTISSA_CHECK(w_scale.dtype() == DType::F32 && w_scale.dim() == 1 && w_scale.numel() == channels, op,
+                 ": weight scales must be an F32 tensor of shape [", channels, "], got ", w_scale.dtype(), " ",
+                 shape_str(w_scale.sizes()));
+  if (bias.defined()) {
+    MANTISSA_CHECK(bias.device().is_cpu() && bias.is_contiguous() && bias.dtype() == DType::F32 && bias.dim() == 1 &&
+                       bias.numel() == channels,
+                   op, ": bias must be a contiguous CPU F32 tensor of shape [", channels, "], got ", bias.dtype(), " ",
+                   shape_str(bias.sizes()), " on ", bias.device());
+  }
+  MANTISSA_CHECK(std::isfinite(x_scale) && x_scale > 0, op, ": x_scale must be positive and finite, got ", x_scale);
+  const OutRange xr = out_range(x.dtype());
+  MANTISSA_CHECK(x_zp >= xr.lo && x_zp <= xr.hi, op, ": input zero point ", x_zp, " is outside [", xr.lo, ", ", xr.hi,
+                 "] of ", x.dtype());
+  const float* ws = w_scale.data<float>();
+  std::vector<float> m(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) {
+    MANTISSA_CHECK(std::isfinite(ws[c]) && ws[c] > 0, op, ": weight scale ", c, " must be positive and finite, got ",
+                   ws[c]);
+    m[static_cast<size_t>(c)] = x_scale * ws[c];  // PyTorch's act_times_w_scale, one F32 rounding
+  }
+  check_depth(op, x.size(1));
+  if (out.numel() == 0) return;
+  const float* bp = bias.defined() ? bias.data<float>() : nullptr;
+#ifdef MANTISSA_HAVE_DNNL
+  if (impl == QGemmImpl::Auto && x.size(1) > 0) {
+    qlinear_dequant_dnnl(out, x, w, x_zp, m);
+    if (bp) {
+      float* op_ = out.data<float>();
+      const int64_t n = out.size(0);
+      parallel_for(n, std::max<int64_t>(1, 16384 / channels), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          for (int64_t c = 0; c < channels; ++c) op_[i * channels + c] += bp[c];
+      });
+    }
+    return;
+  }
+#endif
+  (void)impl;
+  if (x.dtype() == DType::U8) qlinear_dequant_ref<uint8_t>(out, x, w, bp, x_zp, m.data());
+  else qlinear_dequant_ref<int8_t>(out, x, w, bp, x_zp, m.data());
+}
+
 }  // namespace mantissa::kernels

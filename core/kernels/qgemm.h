@@ -46,6 +46,18 @@ void qlinear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
 void qconv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
              const Requant& r, QGemmImpl impl = QGemmImpl::Auto);
 
+// The dynamic-quantization linear: u8/s8 activations x s8 per-channel symmetric weights, exact
+// int32 accumulation as above, then the accumulator dequantized to F32 instead of requantized:
+//   out[n, c] = float(acc[n, c]) * m[c] + bias[c],   m[c] = x_scale * w_scale[c] (one F32 rounding),
+// acc = sum (q_x - x_zp) * q_w[c] (exact in int32, depth <= 65536); float(acc) is exact while
+// |acc| < 2^24, the product is one F32 rounding and the bias add another (no FMA: both paths
+// round the product first, so they agree bit for bit). bias is F32 [C] or undefined.
+// x_scale and x_zp change with every batch, so the oneDNN primitive takes them at run time
+// (one cached primitive per shape, not per batch).
+// out [N, C] (F32), x [N, K] (U8 or I8), w [C, K] (I8), w_scale [C] (F32): contiguous CPU tensors.
+void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, float x_scale,
+                     int32_t x_zp, const Tensor& w_scale, QGemmImpl impl = QGemmImpl::Auto);
+
 // The requantization multipliers M[c] above (F32 [C]).
 Tensor requant_multipliers(const Requant& r);
 

@@ -1,0 +1,195 @@
+// Dynamic int8 linear and the quantize_dynamic model pass (see dynamic.h).
+#include "quant/dynamic.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "quant/quantized_modules.h"
+
+namespace mantissa::quant {
+
+namespace {
+
+Tensor f32_cpu_contiguous(const Tensor& t) {
+  NoGradGuard no_grad;
+  Tensor c = t.detach().to(Device());
+  if (c.dtype() != DType::F32) c = c.to(DType::F32);
+  return c.contiguous();
+}
+
+QSpec activation_spec() {
+  QSpec s;
+  s.dtype = QDType::UInt8;
+  s.scheme = QScheme::Affine;
+  return s;
+}
+
+constexpr const char* kOp = "QuantizedLinearDynamic";
+
+void check_input(const Tensor& input, int64_t in_features) {
+  MANTISSA_CHECK(input.defined(), kOp, ": the input is undefined");
+  MANTISSA_CHECK(input.device().is_cpu(), kOp, ": runs on the CPU only, got an input on ", input.device());
+  MANTISSA_CHECK(input.is_floating_point(), kOp, ": expected a floating input, got ", input.dtype());
+  MANTISSA_CHECK(input.dim() >= 1 && input.size(-1) == in_features, kOp, ": expected input [..., ", in_features,
+                 "], got ", shape_str(input.sizes()));
+}
+
+// The batch's range as 0-d F32 tensors (one pass; non-finite values refused: they would give a
+// non-finite scale, or a NaN that min/max would silently skip).
+std::pair<Tensor, Tensor> batch_range(const Tensor& x) {
+  const float* p = x.data<float>();
+  float lo = p[0], hi = p[0];
+  bool finite = true;
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) {
+    const float v = p[i];
+    finite &= std::isfinite(v);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  MANTISSA_CHECK(finite, kOp, ": the input holds Inf or NaN; dynamic quantization needs a finite range");
+  return {full({}, lo, DType::F32), full({}, hi, DType::F32)};
+}
+
+}  // namespace
+
+QuantizedLinearDynamic::QuantizedLinearDynamic(const nn::Linear& linear)
+    : in_features(linear.options.in_features()), out_features(linear.options.out_features()) {
+  MANTISSA_CHECK(linear.weight.defined() && linear.weight.dim() == 2 && linear.weight.size(0) == out_features &&
+                     linear.weight.size(1) == in_features,
+                 kOp, ": the Linear's weight must be [", out_features, ", ", in_features, "]");
+  const Tensor w = f32_cpu_contiguous(linear.weight);
+  const QParams wq = weight_qparams(w);  // checks the weight is finite
+  weight_codes = register_buffer("weight_codes", quantize(w, wq).contiguous());
+  weight_scale = register_buffer("weight_scale", wq.scale.contiguous());
+  Tensor b;
+  if (linear.bias.defined()) {
+    b = f32_cpu_contiguous(linear.bias).clone();
+    const float* bp = b.data<float>();
+    for (int64_t i = 0; i < b.numel(); ++i)
+      MANTISSA_CHECK(std::isfinite(bp[i]), kOp, ": bias ", i, " of the Linear is not finite");
+  }
+  bias = register_buffer("bias", b);
+  training_ = false;
+}
+
+QParams QuantizedLinearDynamic::input_qparams(const Tensor& input) const {
+  check_input(input, in_features);
+  MANTISSA_CHECK(input.numel() > 0, kOp, ": an empty input has no range to quantize");
+  const Tensor x = f32_cpu_contiguous(input);
+  auto [lo, hi] = batch_range(x);
+  return calculate_qparams(lo, hi, activation_spec());
+}
+
+Tensor QuantizedLinearDynamic::forward(const Tensor& input) {
+  check_input(input, in_features);
+  NoGradGuard no_grad;
+  Shape out_shape = input.sizes();
+  out_shape.back() = out_features;
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < input.dim(); ++d) rows *= input.size(d);
+  Tensor out = empty({rows, out_features}, TensorOptions(DType::F32));
+  if (rows == 0 || out_features == 0) return out.view(out_shape);
+  if (in_features == 0) {
+    // An empty reduction: the accumulator is 0, the output is the bias.
+    float* op = out.data<float>();
+    const float* bp = bias.defined() ? bias.data<float>() : nullptr;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < out_features; ++c) op[i * out_features + c] = bp ? bp[c] : 0.0f;
+    return out.view(out_shape);
+  }
+  const Tensor x = f32_cpu_contiguous(input).view({rows, in_features});
+  auto [lo, hi] = batch_range(x);
+  const QParams qp = calculate_qparams(lo, hi, activation_spec());
+  const Tensor codes = quantize(x, qp);
+  kernels::qlinear_dequant(out, codes, weight_codes, bias, qp.scale.item<float>(), qp.zero_point.item<int32_t>(),
+                           weight_scale, impl);
+  return out.view(out_shape);
+}
+
+std::string QuantizedLinearDynamic::extra_repr() const {
+  std::ostringstream s;
+  s << "in_features=" << in_features << ", out_features=" << out_features
+    << ", bias=" << (bias.defined() ? "True" : "False")
+    << ", weight=int8 symmetric per-channel, activation=uint8 affine per-tensor (dynamic)";
+  return s.str();
+}
+
+// ---- quantize_dynamic ------------------------------------------------------------------------
+
+namespace {
+
+struct Site {
+  std::shared_ptr<nn::Linear> linear;
+  std::vector<std::pair<nn::Module*, std::string>> slots;  // (parent, child name) registrations
+  std::string path;                                       // first dotted name, for errors
+};
+
+bool is_plain_linear(const nn::Module& m) { return typeid(m) == typeid(nn::Linear); }
+
+void collect(nn::Module& parent, const std::string& prefix, std::map<nn::Module*, Site>& sites,
+             std::vector<nn::Module*>& order, std::set<nn::Module*>& visited) {
+  if (!visited.insert(&parent).second) return;  // a shared container is walked once
+  // Walked by index over a fresh listing each step so no extra copies of the children outlive
+  // the use-count check below.
+  const size_t n = parent.named_children().size();
+  for (size_t i = 0; i < n; ++i) {
+    std::string name;
+    nn::Module* raw = nullptr;
+    {
+      auto kids = parent.named_children();
+      name = kids[i].first;
+      raw = kids[i].second.get();
+      const std::string path = prefix.empty() ? name : prefix + "." + name;
+      if (is_plain_linear(*raw)) {
+        auto it = sites.find(raw);
+        if (it == sites.end()) {
+          it = sites.emplace(raw, Site{std::static_pointer_cast<nn::Linear>(kids[i].second), {}, path}).first;
+          order.push_back(raw);
+        }
+        it->second.slots.emplace_back(&parent, name);
+        continue;
+      }
+    }
+    collect(*raw, prefix.empty() ? name : prefix + "." + name, sites, order, visited);
+  }
+}
+
+}  // namespace
+
+void quantize_dynamic(nn::Module& model, bool strict) {
+  MANTISSA_CHECK(!is_plain_linear(model), "quantize_dynamic: the model is itself an nn::Linear and cannot replace ",
+                 "itself; construct QuantizedLinearDynamic(linear) directly");
+  std::map<nn::Module*, Site> sites;
+  std::vector<nn::Module*> order;
+  std::set<nn::Module*> visited;
+  collect(model, "", sites, order, visited);
+  if (strict) {
+    for (nn::Module* key : order) {
+      const Site& s = sites.at(key);
+      // Owners: each registry slot, plus the one handle held in `sites`.
+      const long expected = static_cast<long>(s.slots.size()) + 1;
+      MANTISSA_CHECK(s.linear.use_count() <= expected, "quantize_dynamic: Linear '", s.path,
+                     "' is also held outside the module registry (", s.linear.use_count() - expected,
+                     " extra reference(s), e.g. a typed member pointer such as std::shared_ptr<nn::Linear> that ",
+                     "forward() calls directly); replacing the registered child would leave that path running the ",
+                     "float layer. Nothing was changed. Route forward() through the registry (nn::Sequential) or ",
+                     "call quantize_dynamic(model, /*strict=*/false) if the extra handle is not used by forward()");
+    }
+  }
+  // Everything is built before anything is replaced, so a failing construction changes nothing.
+  std::vector<std::shared_ptr<QuantizedLinearDynamic>> built;
+  built.reserve(order.size());
+  for (nn::Module* key : order) built.push_back(std::make_shared<QuantizedLinearDynamic>(*sites.at(key).linear));
+  for (size_t i = 0; i < order.size(); ++i)
+    for (auto& [parent, name] : sites.at(order[i]).slots) parent->replace_module(name, built[i]);
+}
+
+}  // namespace mantissa::quant

@@ -1,0 +1,61 @@
+// Dynamic post-training quantization (torch.ao.nn.quantized.dynamic numerics): QuantizedLinearDynamic
+// keeps per-channel symmetric int8 weights quantized once and quantizes each batch of activations
+// on the fly (uint8 affine, qparams from that batch's min/max), returning F32; quantize_dynamic
+// swaps a model's registered nn::Linear children for it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/kernels/qgemm.h"
+#include "nn/linear.h"
+#include "nn/module.h"
+#include "quant/qparams.h"
+
+namespace mantissa::quant {
+
+// Inference-only linear layer, F32 in and out (PyTorch's dynamic quantized Linear with
+// reduce_range=false):
+//   weights: quantized at construction per output channel, symmetric int8 on [-128, 127]
+//            (scale = max|w_c| / 127.5, zero point 0: weight_qparams() of quantized_modules.h);
+//   input:   every forward() quantizes its batch (all leading dims together, one tensor) to uint8
+//            affine with calculate_qparams(min(x), max(x), uint8 affine per tensor), so the
+//            range always holds 0 and the scale is floored at kScaleEps;
+//   output:  out = float(acc_int32) * (s_x * s_w[c]) + bias (F32, kernels::qlinear_dequant),
+//            no output requantization.
+// Input: CPU floating tensor [..., in_features] (F16/BF16/F64 converted to F32 first, non-finite
+// values refused); output [..., out_features] F32 with no autograd history.
+class QuantizedLinearDynamic : public nn::Module {
+ public:
+  explicit QuantizedLinearDynamic(const nn::Linear& linear);
+
+  Tensor forward(const Tensor& input) override;
+  // The qparams forward() would quantize `input` with (exposed for tests and inspection).
+  QParams input_qparams(const Tensor& input) const;
+  std::string name() const override { return "QuantizedLinearDynamic"; }
+  std::string extra_repr() const override;
+
+  // The kernel path forward() uses (tests force the reference loops to compare with oneDNN).
+  kernels::QGemmImpl impl = kernels::QGemmImpl::Auto;
+
+  int64_t in_features, out_features;
+  Tensor weight_codes;  // I8 [out, in]
+  Tensor weight_scale;  // F32 [out]
+  Tensor bias;          // F32 [out], undefined without bias
+};
+
+// Replaces, recursively and in place, every registered child that is exactly an nn::Linear (not
+// a subclass) by a QuantizedLinearDynamic built from it, through Module::replace_module. Only the
+// registry changes: a model whose forward() calls a typed member pointer
+// (std::shared_ptr<nn::Linear> fc1 = register_module("fc1", ...)) directly would keep calling the
+// old float module. That cannot be told apart from the caller keeping a handle of its own, so
+// with strict = true (default) the pass first checks every Linear it would replace and throws,
+// changing nothing, when any of them is referenced from outside the module registry (its
+// shared_ptr use count is higher than the registry's); the Error names the module. Containers
+// that reach their children through the registry (nn::Sequential and friends) convert cleanly.
+// strict = false replaces anyway (the caller vouches that forward() goes through the registry).
+// A Linear registered under several names (shared) is replaced by one shared dynamic module.
+// The model itself is never replaced (a bare nn::Linear passed as the model is refused).
+void quantize_dynamic(nn::Module& model, bool strict = true);
+
+}  // namespace mantissa::quant
