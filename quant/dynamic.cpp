@@ -12,6 +12,8 @@
 
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/kernels/loops.h"
+#include "core/kernels/quant_round.h"
 #include "quant/quantized_modules.h"
 
 namespace mantissa::quant {
@@ -42,20 +44,62 @@ void check_input(const Tensor& input, int64_t in_features) {
                  "], got ", shape_str(input.sizes()));
 }
 
-// The batch's range as 0-d F32 tensors (one pass; non-finite values refused: they would give a
-// non-finite scale, or a NaN that min/max would silently skip).
+// The batch's range as 0-d F32 tensors, reduced in parallel over fixed chunks (min/max are exact,
+// so the split never changes the result). Non-finite values are refused: they would give a
+// non-finite scale, or a NaN that min/max would silently skip.
 std::pair<Tensor, Tensor> batch_range(const Tensor& x) {
   const float* p = x.data<float>();
-  float lo = p[0], hi = p[0];
-  bool finite = true;
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) {
-    const float v = p[i];
-    finite &= std::isfinite(v);
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
+  const int64_t n = x.numel();
+  constexpr int64_t kChunk = 16384;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<float> lo(static_cast<size_t>(chunks)), hi(static_cast<size_t>(chunks));
+  std::vector<char> finite(static_cast<size_t>(chunks));
+  kernels::parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ch = b; ch < e; ++ch) {
+      const int64_t s = ch * kChunk, t = std::min(n, s + kChunk);
+      float mn = p[s], mx = p[s];
+      bool ok = true;
+      for (int64_t i = s; i < t; ++i) {
+        const float v = p[i];
+        ok &= std::isfinite(v);
+        mn = std::min(mn, v);
+        mx = std::max(mx, v);
+      }
+      lo[ch] = mn;
+      hi[ch] = mx;
+      finite[ch] = ok;
+    }
+  });
+  float mn = lo[0], mx = hi[0];
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    MANTISSA_CHECK(finite[ch], kOp, ": the input holds Inf or NaN; dynamic quantization needs a finite range");
+    mn = std::min(mn, lo[ch]);
+    mx = std::max(mx, hi[ch]);
   }
-  MANTISSA_CHECK(finite, kOp, ": the input holds Inf or NaN; dynamic quantization needs a finite range");
-  return {full({}, lo, DType::F32), full({}, hi, DType::F32)};
+  return {full({}, mn, DType::F32), full({}, mx, DType::F32)};
+}
+
+// uint8 codes of x with per-tensor qp by the one rounding rule of quant::quantize
+// (kernels::quantize_value: rint(x * inv_scale), clamp to [qmin - zp, qmax - zp], + zp), in a plain
+// parallel loop. x is finite here (batch_range refused anything else), so the NaN handling of
+// fmaxf / fminf is not needed and plain comparisons give the same codes while vectorizing (fmaxf
+// is a libm call without -ffinite-math-only; the generic path cost more than the gemm itself).
+Tensor quantize_u8(const Tensor& x, const QParams& qp) {
+  const float inv = kernels::quant_inv_scale(qp.scale.item<float>());
+  const int32_t zp = qp.zero_point.item<int32_t>();
+  const float lo = static_cast<float>(qp.spec.qmin() - zp), hi = static_cast<float>(qp.spec.qmax() - zp);
+  Tensor codes = empty(x.sizes(), TensorOptions(DType::U8));
+  const float* p = x.data<float>();
+  uint8_t* q = codes.data<uint8_t>();
+  kernels::parallel_for(x.numel(), 16384, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float r = kernels::quant_round(p[i], inv);
+      r = r < lo ? lo : r;
+      r = r > hi ? hi : r;
+      q[i] = static_cast<uint8_t>(static_cast<int32_t>(r) + zp);
+    }
+  });
+  return codes;
 }
 
 }  // namespace
@@ -83,9 +127,19 @@ QuantizedLinearDynamic::QuantizedLinearDynamic(const nn::Linear& linear)
 QParams QuantizedLinearDynamic::input_qparams(const Tensor& input) const {
   check_input(input, in_features);
   MANTISSA_CHECK(input.numel() > 0, kOp, ": an empty input has no range to quantize");
+  NoGradGuard no_grad;
+  auto [lo, hi] = batch_range(f32_cpu_contiguous(input));
+  return calculate_qparams(lo, hi, activation_spec());
+}
+
+QTensor QuantizedLinearDynamic::quantize_input(const Tensor& input) const {
+  check_input(input, in_features);
+  MANTISSA_CHECK(input.numel() > 0, kOp, ": an empty input has no range to quantize");
+  NoGradGuard no_grad;
   const Tensor x = f32_cpu_contiguous(input);
   auto [lo, hi] = batch_range(x);
-  return calculate_qparams(lo, hi, activation_spec());
+  const QParams qp = calculate_qparams(lo, hi, activation_spec());
+  return QTensor{quantize_u8(x, qp), qp};
 }
 
 Tensor QuantizedLinearDynamic::forward(const Tensor& input) {
@@ -105,12 +159,9 @@ Tensor QuantizedLinearDynamic::forward(const Tensor& input) {
       for (int64_t c = 0; c < out_features; ++c) op[i * out_features + c] = bp ? bp[c] : 0.0f;
     return out.view(out_shape);
   }
-  const Tensor x = f32_cpu_contiguous(input).view({rows, in_features});
-  auto [lo, hi] = batch_range(x);
-  const QParams qp = calculate_qparams(lo, hi, activation_spec());
-  const Tensor codes = quantize(x, qp);
-  kernels::qlinear_dequant(out, codes, weight_codes, bias, qp.scale.item<float>(), qp.zero_point.item<int32_t>(),
-                           weight_scale, impl);
+  const QTensor qx = quantize_input(input);
+  const Tensor codes = qx.codes.view({rows, in_features});
+  kernels::qlinear_dequant(out, codes, weight_codes, bias, qx.scale(), qx.zero_point(), weight_scale, impl);
   return out.view(out_shape);
 }
 

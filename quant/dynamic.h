@@ -11,6 +11,7 @@
 #include "nn/linear.h"
 #include "nn/module.h"
 #include "quant/qparams.h"
+#include "quant/qtensor.h"
 
 namespace mantissa::quant {
 
@@ -30,8 +31,10 @@ class QuantizedLinearDynamic : public nn::Module {
   explicit QuantizedLinearDynamic(const nn::Linear& linear);
 
   Tensor forward(const Tensor& input) override;
-  // The qparams forward() would quantize `input` with (exposed for tests and inspection).
+  // The qparams forward() would quantize `input` with, and the codes it would feed the kernel
+  // (the same codes as quant::quantize(input, input_qparams(input))), for tests and inspection.
   QParams input_qparams(const Tensor& input) const;
+  QTensor quantize_input(const Tensor& input) const;
   std::string name() const override { return "QuantizedLinearDynamic"; }
   std::string extra_repr() const override;
 

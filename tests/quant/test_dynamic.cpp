@@ -120,6 +120,26 @@ TEST(QuantDynamic, MatchesF32OnDequantizedOperands) {
   }
 }
 
+TEST(QuantDynamic, InputCodesAreQuantizeOfTheBatchRange) {
+  Generator gen(21);
+  nn::Linear lin(300, 4);
+  QuantizedLinearDynamic q(lin);
+  // Several chunks of the parallel range reduction; the extremes planted in the last one.
+  for (const Shape& shape : {Shape{1, 300}, Shape{7, 11, 300}, Shape{200, 300}}) {
+    Tensor x = make_input(shape, gen, -1.5, 0.8);
+    const int64_t n = x.numel();
+    x.data<float>()[n - 1] = 4.25f;
+    x.data<float>()[n - 2] = -2.0f;
+    const quant::QParams qp = q.input_qparams(x);
+    EXPECT_FLOAT_EQ(qp.scale.item<float>(), 6.25f / 255.0f);
+    const quant::QTensor qx = q.quantize_input(x);
+    EXPECT_EQ(qx.codes.dtype(), DType::U8);
+    EXPECT_EQ(qx.scale(), qp.scale.item<float>());
+    EXPECT_EQ(qx.zero_point(), qp.zero_point.item<int32_t>());
+    EXPECT_EQ(values(qx.codes), values(quant::quantize(x, qp)));
+  }
+}
+
 TEST(QuantDynamic, WeightsQuantizedOnceAsQuantizedLinear) {
   nn::Linear lin(20, 6);
   QuantizedLinearDynamic q(lin);
