@@ -1,5 +1,5 @@
 // nn::Conv2d: configuration checks at construction, input checks naming the layer's channels,
-// then the conv2d op.
+// then the conv2d op (with the optional QAT fake quantizers on its weight and output).
 #include "nn/conv.h"
 
 #include <cmath>
@@ -7,6 +7,21 @@
 #include "nn/init.h"
 
 namespace mantissa::nn {
+
+namespace {
+// Same rule as nn::Linear's: registers a QAT fake quantizer under `name` the first time, swaps it
+// afterwards; the slot member keeps the handle forward() calls.
+void attach_qat_child(Module& self, ModulePtr& slot, const char* name, ModulePtr fq, const char* setter) {
+  MANTISSA_CHECK(fq != nullptr, self.name(), "::", setter, ": the fake quantizer is null (an attached one cannot ",
+                 "be removed; disable it with FakeQuantize::disable_fake_quant)");
+  if (slot) {
+    self.replace_module(name, fq);
+  } else {
+    self.register_module(name, fq);
+  }
+  slot = std::move(fq);
+}
+}  // namespace
 
 Conv2d::Conv2d(const Conv2dOptions& opts) : options(opts) {
   const int64_t in = options.in_channels(), out = options.out_channels(), g = options.groups();
@@ -45,7 +60,19 @@ Tensor Conv2d::forward(const Tensor& input) {
   MANTISSA_CHECK(input.dim() == 4 && input.size(1) == options.in_channels(), "conv2d: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()),
                  " (expected [N, ", options.in_channels(), ", H, W]: in_channels ", options.in_channels(), ")");
-  return conv2d(input, weight, bias, op_options_);
+  if (!weight_fake_quant_ && !activation_post_process_) return conv2d(input, weight, bias, op_options_);
+  const Tensor w = weight_fake_quant_ ? (*weight_fake_quant_)(weight) : weight;
+  Tensor y = conv2d(input, w, bias, op_options_);
+  return activation_post_process_ ? (*activation_post_process_)(y) : y;
+}
+
+void Conv2d::set_weight_fake_quant(ModulePtr fq) {
+  attach_qat_child(*this, weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
+}
+
+void Conv2d::set_activation_post_process(ModulePtr fq) {
+  attach_qat_child(*this, activation_post_process_, "activation_post_process", std::move(fq),
+                           "set_activation_post_process");
 }
 
 std::string Conv2d::extra_repr() const {

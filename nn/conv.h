@@ -31,11 +31,20 @@ class Conv2d : public Module {
   Tensor forward(const Tensor& input) override;
   std::string extra_repr() const override;
 
+  // Quantization-aware training hooks, as nn::Linear's: null by default (float behaviour and
+  // state_dict unchanged); setting one registers the child "weight_fake_quant" /
+  // "activation_post_process", and forward runs y = fq_out(conv2d(x, fq_w(weight), bias)).
+  void set_weight_fake_quant(ModulePtr fq);
+  void set_activation_post_process(ModulePtr fq);
+  const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
+  const ModulePtr& activation_post_process() const { return activation_post_process_; }
+
   Conv2dOptions options;
   Tensor weight;  // [C_out, C_in / groups, kh, kw]
   Tensor bias;    // [C_out], undefined without bias
 
  private:
+  ModulePtr weight_fake_quant_, activation_post_process_;
   mantissa::Conv2dOptions op_options_;  // built once: forward allocates nothing for its options
 };
 

@@ -1,4 +1,5 @@
-// nn::Linear, nn::Flatten: shape checks that name the layer's configuration, then the ops.
+// nn::Linear, nn::Flatten: shape checks that name the layer's configuration, then the ops;
+// Linear's optional QAT fake quantizers wrap its weight and output.
 #include "nn/linear.h"
 
 #include <cmath>
@@ -6,6 +7,21 @@
 #include "nn/init.h"
 
 namespace mantissa::nn {
+
+namespace {
+// Registers a QAT fake quantizer under `name` the first time, swaps it afterwards; the slot
+// member keeps the handle forward() calls.
+void attach_qat_child(Module& self, ModulePtr& slot, const char* name, ModulePtr fq, const char* setter) {
+  MANTISSA_CHECK(fq != nullptr, self.name(), "::", setter, ": the fake quantizer is null (an attached one cannot ",
+                 "be removed; disable it with FakeQuantize::disable_fake_quant)");
+  if (slot) {
+    self.replace_module(name, fq);
+  } else {
+    self.register_module(name, fq);
+  }
+  slot = std::move(fq);
+}
+}  // namespace
 
 Linear::Linear(const LinearOptions& opts) : options(opts) {
   MANTISSA_CHECK(options.in_features() >= 0 && options.out_features() >= 0,
@@ -30,7 +46,20 @@ Tensor Linear::forward(const Tensor& input) {
   MANTISSA_CHECK(input.dim() >= 1 && input.size(-1) == options.in_features(), "linear: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()), " (in_features ",
                  options.in_features(), ")");
-  return linear(input, weight, bias);
+  if (!weight_fake_quant_ && !activation_post_process_) return linear(input, weight, bias);
+  // Through operator() so forward hooks on the fake quantizers fire (amp::Inspector sees them).
+  const Tensor w = weight_fake_quant_ ? (*weight_fake_quant_)(weight) : weight;
+  Tensor y = linear(input, w, bias);
+  return activation_post_process_ ? (*activation_post_process_)(y) : y;
+}
+
+void Linear::set_weight_fake_quant(ModulePtr fq) {
+  attach_qat_child(*this, weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
+}
+
+void Linear::set_activation_post_process(ModulePtr fq) {
+  attach_qat_child(*this, activation_post_process_, "activation_post_process", std::move(fq),
+                           "set_activation_post_process");
 }
 
 std::string Linear::extra_repr() const {

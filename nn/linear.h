@@ -25,9 +25,23 @@ class Linear : public Module {
   Tensor forward(const Tensor& input) override;
   std::string extra_repr() const override;
 
+  // Quantization-aware training hooks (attached in place by quant::prepare_qat, so a model that
+  // calls its typed member layers still reaches them). Null by default: a float Linear's forward
+  // and state_dict are unchanged. Setting one registers it as the child "weight_fake_quant" /
+  // "activation_post_process" (PyTorch's names), so its observer state joins state_dict; forward
+  // then runs y = fq_out(linear(x, fq_w(weight), bias)). Once attached, one can be swapped for
+  // another but not removed (switch it off with FakeQuantize::disable_fake_quant instead).
+  void set_weight_fake_quant(ModulePtr fq);
+  void set_activation_post_process(ModulePtr fq);
+  const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
+  const ModulePtr& activation_post_process() const { return activation_post_process_; }
+
   LinearOptions options;
   Tensor weight;  // [out_features, in_features]
   Tensor bias;    // [out_features], undefined without bias
+
+ private:
+  ModulePtr weight_fake_quant_, activation_post_process_;
 };
 
 struct FlattenOptions {
