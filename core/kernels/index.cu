@@ -9,29 +9,15 @@
 #include "core/dtype.h"
 #include "core/kernels/cuda_common.cuh"
 #include "core/kernels/index.h"
+#include "core/kernels/index_detail.h"
 
 namespace mantissa::kernels::cuda {
 
 namespace {
 
-// Calls f.template operator()<E>() with E an unsigned integer of t's element size.
-template <typename F>
-void visit_element_size(const Tensor& t, const F& f) {
-  switch (t.element_size()) {
-    case 1: f.template operator()<uint8_t>(); return;
-    case 2: f.template operator()<uint16_t>(); return;
-    case 4: f.template operator()<uint32_t>(); return;
-    case 8: f.template operator()<uint64_t>(); return;
-    default: MANTISSA_ASSERT(false, "element size ", t.element_size());
-  }
-}
-
-template <typename F>
-void visit_index(const Tensor& index, const char* op, const F& f) {
-  visit_dtype<kIndexTypes>(index.dtype(), op, f);
-}
-
-int64_t stride0(const Tensor& t) { return t.dim() == 0 ? 0 : t.stride(0); }
+using index_detail::stride0;
+using index_detail::visit_element_size;
+using index_detail::visit_index;
 
 void check_devices(const char* op, const Tensor& out, std::initializer_list<const Tensor*> ts) {
   MANTISSA_CHECK(out.is_cuda(), op, ": expected a CUDA output, got one on ", out.device());
