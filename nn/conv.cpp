@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "nn/init.h"
+#include "nn/norm.h"
 
 namespace mantissa::nn {
 
@@ -60,10 +61,54 @@ Tensor Conv2d::forward(const Tensor& input) {
   MANTISSA_CHECK(input.dim() == 4 && input.size(1) == options.in_channels(), "conv2d: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()),
                  " (expected [N, ", options.in_channels(), ", H, W]: in_channels ", options.in_channels(), ")");
+  if (fused_bn_ || fused_relu_) return forward_fused(input);
   if (!weight_fake_quant_ && !activation_post_process_) return conv2d(input, weight, bias, op_options_);
   const Tensor w = weight_fake_quant_ ? (*weight_fake_quant_)(weight) : weight;
   Tensor y = conv2d(input, w, bias, op_options_);
   return activation_post_process_ ? (*activation_post_process_)(y) : y;
+}
+
+Tensor Conv2d::forward_fused(const Tensor& input) {
+  Tensor y;
+  if (fused_bn_) {
+    BatchNorm2d& bn = *fused_bn_;
+    const Tensor running_std = sqrt(bn.running_var + bn.options.eps());
+    const Tensor s = bn.weight.defined() ? bn.weight / running_std : 1.0 / running_std;
+    // A channel with gamma == 0 (or a scale underflowing to 0) would scale its weights to 0 and
+    // then divide the 0 conv output by 0: NaN forward, NaN gradients (PyTorch's approximate
+    // ConvBn2d does exactly that). BatchNorm's output for such a channel is beta whatever its
+    // input, so any nonzero factor gives the same forward; 1 (the unfused conv) keeps the conv
+    // output and the BatchNorm statistics finite, and the constant factor sends no gradient
+    // into gamma through the scaling, so gamma, beta and the weight get the unfused model's
+    // gradients (gamma's from the normalization alone; the weight's is 0, as unfused).
+    const Tensor factor = where(eq(s, 0.0), ones_like(s), s);
+    Tensor w = weight * reshape(factor, {-1, 1, 1, 1});
+    if (weight_fake_quant_) w = (*weight_fake_quant_)(w);
+    // Dividing by the factor undoes the folding so BatchNorm sees (up to the weight's fake
+    // quantization) the plain conv output, then adds the conv bias it would have seen.
+    y = conv2d(input, w, Tensor(), op_options_) / reshape(factor, {1, -1, 1, 1});
+    if (bias.defined()) y = y + reshape(bias, {1, -1, 1, 1});
+    y = bn.normalize(y);
+  } else {
+    const Tensor w = weight_fake_quant_ ? (*weight_fake_quant_)(weight) : weight;
+    y = conv2d(input, w, bias, op_options_);
+  }
+  if (fused_relu_) y = relu(y);
+  return activation_post_process_ ? (*activation_post_process_)(y) : y;
+}
+
+void Conv2d::set_fused_batch_norm(std::shared_ptr<BatchNorm2d> bn) {
+  MANTISSA_CHECK(bn != nullptr, "Conv2d::set_fused_batch_norm: the BatchNorm2d is null");
+  MANTISSA_CHECK(!fused_bn_, "Conv2d::set_fused_batch_norm: this conv already has a fused BatchNorm2d");
+  MANTISSA_CHECK(!bn->folded_into_conv(), "Conv2d::set_fused_batch_norm: the BatchNorm2d is already fused into a conv");
+  MANTISSA_CHECK(bn->options.num_features() == options.out_channels(), "Conv2d::set_fused_batch_norm: BatchNorm2d(",
+                 bn->options.num_features(), ") does not match the conv's out_channels ", options.out_channels());
+  MANTISSA_CHECK(bn->options.track_running_stats(), "Conv2d::set_fused_batch_norm: the BatchNorm2d needs ",
+                 "track_running_stats=true (the folded weight scale uses running_var)");
+  MANTISSA_CHECK(bn->running_var.device() == weight.device(), "Conv2d::set_fused_batch_norm: the BatchNorm2d is on ",
+                 bn->running_var.device(), " but the conv weight is on ", weight.device());
+  bn->set_folded_into_conv(true);
+  fused_bn_ = std::move(bn);
 }
 
 void Conv2d::set_weight_fake_quant(ModulePtr fq) {

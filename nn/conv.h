@@ -7,6 +7,8 @@
 
 namespace mantissa::nn {
 
+class BatchNorm2d;
+
 struct Conv2dOptions {
   Conv2dOptions(int64_t in_channels, int64_t out_channels, ExpandingArray<2> kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
@@ -39,12 +41,29 @@ class Conv2d : public Module {
   const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
   const ModulePtr& activation_post_process() const { return activation_post_process_; }
 
+  // Conv+BatchNorm(+ReLU) fusion for QAT, in place (set by quant::fuse_conv_bn / fuse_conv_relu,
+  // which check the pairing). With a fused BatchNorm2d bn (not registered here: it stays where the
+  // model registered it, and its own forward becomes the identity, see
+  // BatchNormBase::set_folded_into_conv), forward runs PyTorch's ConvBn2d approximation:
+  //   s = bn.weight / sqrt(bn.running_var + eps)  (1 / sqrt(...) without affine), s := 1 where s == 0
+  //   y = bn.normalize(conv2d(x, fq_w(weight * s[:,None,None,None])) / s[None,:,None,None] + bias)
+  // so the weight fake quantizer sees the folded weight the int8 model will use, while BatchNorm
+  // still normalizes with batch statistics in training. Then relu if fused_relu(), then the
+  // activation_post_process (which so observes the post-ReLU range, as PyTorch's fused modules).
+  void set_fused_batch_norm(std::shared_ptr<BatchNorm2d> bn);
+  const std::shared_ptr<BatchNorm2d>& fused_batch_norm() const { return fused_bn_; }
+  void set_fused_relu(bool on) { fused_relu_ = on; }
+  bool fused_relu() const { return fused_relu_; }
+
   Conv2dOptions options;
   Tensor weight;  // [C_out, C_in / groups, kh, kw]
   Tensor bias;    // [C_out], undefined without bias
 
  private:
   ModulePtr weight_fake_quant_, activation_post_process_;
+  std::shared_ptr<BatchNorm2d> fused_bn_;
+  bool fused_relu_ = false;
+  Tensor forward_fused(const Tensor& input);
   mantissa::Conv2dOptions op_options_;  // built once: forward allocates nothing for its options
 };
 

@@ -46,10 +46,11 @@ Tensor Linear::forward(const Tensor& input) {
   MANTISSA_CHECK(input.dim() >= 1 && input.size(-1) == options.in_features(), "linear: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()), " (in_features ",
                  options.in_features(), ")");
-  if (!weight_fake_quant_ && !activation_post_process_) return linear(input, weight, bias);
+  if (!weight_fake_quant_ && !activation_post_process_ && !fused_relu_) return linear(input, weight, bias);
   // Through operator() so forward hooks on the fake quantizers fire (amp::Inspector sees them).
   const Tensor w = weight_fake_quant_ ? (*weight_fake_quant_)(weight) : weight;
   Tensor y = linear(input, w, bias);
+  if (fused_relu_) y = relu(y);
   return activation_post_process_ ? (*activation_post_process_)(y) : y;
 }
 

@@ -36,12 +36,19 @@ class Linear : public Module {
   const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
   const ModulePtr& activation_post_process() const { return activation_post_process_; }
 
+  // Linear+ReLU fusion for QAT, in place (quant::fuse_linear_relu): forward applies relu before
+  // the activation_post_process, which so observes the post-ReLU range (PyTorch's LinearReLU). A
+  // model that still calls relu after this layer then applies it to nonnegative values: a no-op.
+  void set_fused_relu(bool on) { fused_relu_ = on; }
+  bool fused_relu() const { return fused_relu_; }
+
   LinearOptions options;
   Tensor weight;  // [out_features, in_features]
   Tensor bias;    // [out_features], undefined without bias
 
  private:
   ModulePtr weight_fake_quant_, activation_post_process_;
+  bool fused_relu_ = false;
 };
 
 struct FlattenOptions {

@@ -37,11 +37,24 @@ void BatchNormBase::reset_parameters() {
   }
 }
 
-Tensor BatchNormBase::forward(const Tensor& input) {
+void BatchNormBase::check_input(const Tensor& input) const {
   MANTISSA_CHECK(input.defined(), name(), ": the input is an undefined tensor");
   check_input_dim(input);
   MANTISSA_CHECK(input.size(1) == options.num_features(), name(), ": input ", shape_str(input.sizes()), " has ",
                  input.size(1), " channels (dim 1) but the layer has num_features ", options.num_features());
+}
+
+Tensor BatchNormBase::forward(const Tensor& input) {
+  if (folded_into_conv_) {
+    // Already normalized inside the fused conv's forward; see set_folded_into_conv.
+    check_input(input);
+    return input;
+  }
+  return normalize(input);
+}
+
+Tensor BatchNormBase::normalize(const Tensor& input) {
+  check_input(input);
   double factor = options.momentum().value_or(0.0);
   if (is_training() && options.track_running_stats()) {
     NoGradGuard no_grad;

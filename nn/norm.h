@@ -29,6 +29,18 @@ class BatchNormBase : public Module {
   Tensor forward(const Tensor& input) override;
   std::string extra_repr() const override;
 
+  // Conv+BatchNorm fusion for QAT (quant::fuse_conv_bn): the nn::Conv2d this layer is fused
+  // into runs normalize() inside its own forward (on the conv output it has rescaled), so while
+  // folded this layer's forward(x) checks x and returns it unchanged: a model whose forward()
+  // still calls (*bn)((*conv)(x)) then normalizes once. The layer stays registered where it is
+  // (state_dict keys unchanged) and its weight, bias and running statistics keep training and
+  // updating through the conv; train()/eval() on it still pick batch vs running statistics.
+  void set_folded_into_conv(bool on) { folded_into_conv_ = on; }
+  bool folded_into_conv() const { return folded_into_conv_; }
+  // The BatchNorm computation (batch statistics and running-stat update in training, running
+  // statistics in eval), regardless of the folded flag: what forward() runs when not folded.
+  Tensor normalize(const Tensor& input);
+
   BatchNormOptions options;
   Tensor weight, bias;                                   // [C], undefined unless affine
   Tensor running_mean, running_var, num_batches_tracked;  // undefined unless track_running_stats
@@ -37,6 +49,10 @@ class BatchNormBase : public Module {
   explicit BatchNormBase(const BatchNormOptions& options);
   // Throws unless the input has the dims this variant takes.
   virtual void check_input_dim(const Tensor& input) const = 0;
+
+ private:
+  void check_input(const Tensor& input) const;
+  bool folded_into_conv_ = false;
 };
 
 // Input [N, C] or [N, C, L].
