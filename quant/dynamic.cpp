@@ -161,7 +161,8 @@ Tensor QuantizedLinearDynamic::forward(const Tensor& input) {
   }
   const QTensor qx = quantize_input(input);
   const Tensor codes = qx.codes.view({rows, in_features});
-  kernels::qlinear_dequant(out, codes, weight_codes, bias, qx.scale(), qx.zero_point(), weight_scale, impl);
+  kernels::qlinear_dequant(out, codes, weight_codes, bias, qx.scale(), qx.zero_point(), weight_scale, impl,
+                           weight_cache.get());
   return out.view(out_shape);
 }
 

@@ -45,6 +45,9 @@ class QuantizedLinearDynamic : public nn::Module {
   Tensor weight_codes;  // I8 [out, in]
   Tensor weight_scale;  // F32 [out]
   Tensor bias;          // F32 [out], undefined without bias
+  // weight_codes packed for oneDNN, kept between forward() calls; repacked by itself when the
+  // codes change (load_state_dict, copy_, a new tensor: see kernels::QWeightCache).
+  std::shared_ptr<kernels::QWeightCache> weight_cache = std::make_shared<kernels::QWeightCache>();
 };
 
 // Replaces, recursively and in place, every registered child that is exactly an nn::Linear (not

@@ -1,6 +1,7 @@
 // CPU int8 linear and conv2d with fbgemm-style requantization (see qgemm.h): oneDNN int8 matmul /
 // convolution primitives (VNNI where the CPU has it) with per-channel output scales and src / dst
 // zero points baked into cached primitives, and reference loops with exact int32 accumulation.
+// Also the entry points' checks (CUDA tensors go to qgemm.cu after them) and QWeightCache.
 #include "core/kernels/qgemm.h"
 
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +21,62 @@
 #endif
 
 namespace mantissa::kernels {
+
+// ---- QWeightCache ------------------------------------------------------------------------------
+
+struct QWeightCache::State {
+  std::mutex mutex;
+  // The weight tensor the packed forms were made from. The storage is held weakly: the cache
+  // never keeps a dropped weight alive, and an expired pointer means the address may have been
+  // reused by another allocation, so it never matches.
+  std::weak_ptr<Storage> storage;
+  int64_t offset = -1;
+  uint32_t version = 0;
+  Shape sizes;
+  uint64_t packs = 0, reuses = 0;
+#ifdef MANTISSA_HAVE_DNNL
+  // Packed forms of those weights, one per primitive weight layout (most recently made last).
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed;
+#endif
+
+  bool holds(const Tensor& w) const {
+    const StoragePtr held = storage.lock();
+    return held && held.get() == w.storage().get() && offset == w.storage_offset() && version == w.version() &&
+           sizes == w.sizes();
+  }
+  void track(const Tensor& w) {
+    storage = w.storage();
+    offset = w.storage_offset();
+    version = w.version();
+    sizes = w.sizes();
+#ifdef MANTISSA_HAVE_DNNL
+    packed.clear();
+#endif
+  }
+};
+
+QWeightCache::QWeightCache() : state(std::make_unique<State>()) {}
+QWeightCache::~QWeightCache() = default;
+
+void QWeightCache::clear() {
+  std::lock_guard<std::mutex> lock(state->mutex);
+  state->storage.reset();
+  state->offset = -1;
+  state->sizes.clear();
+#ifdef MANTISSA_HAVE_DNNL
+  state->packed.clear();
+#endif
+}
+
+uint64_t QWeightCache::packs() const {
+  std::lock_guard<std::mutex> lock(state->mutex);
+  return state->packs;
+}
+
+uint64_t QWeightCache::reuses() const {
+  std::lock_guard<std::mutex> lock(state->mutex);
+  return state->reuses;
+}
 
 namespace {
 
@@ -41,28 +99,45 @@ inline int32_t requant_value(int32_t dot, int32_t bias, float m, int32_t zp, Out
   return static_cast<int32_t>(v) + zp;
 }
 
-void check_common(const char* op, const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                  const Requant& r, int64_t channels) {
+// out, x, w (and bias) contiguous on one device (out's: the CPU or a CUDA device); the weight
+// scales on the CPU or that device. Returns the weight scales on the CPU (they are read there).
+void check_operands(const char* op, const Tensor& out, const Tensor& x, const Tensor& w) {
   for (const Tensor* t : {&out, &x, &w}) {
     MANTISSA_CHECK(t->defined(), op, ": an operand is undefined");
-    MANTISSA_CHECK(t->device().is_cpu(), op, ": int8 kernels run on the CPU only, got a tensor on ", t->device());
+    MANTISSA_CHECK(t->device() == out.device(), op, ": every operand must be on the output's device ", out.device(),
+                   ", got one on ", t->device());
     MANTISSA_CHECK(t->is_contiguous(), op, ": operands must be contiguous, got strides of shape ",
                    shape_str(t->sizes()));
   }
+  MANTISSA_CHECK(out.device().is_cpu() || out.device().is_cuda(), op, ": int8 kernels run on the CPU or CUDA, got ",
+                 out.device());
+}
+
+Tensor host_scales(const char* op, const Tensor& out, const Tensor& ws, int64_t channels) {
+  MANTISSA_CHECK(ws.defined() && (ws.device().is_cpu() || ws.device() == out.device()) && ws.dtype() == DType::F32 &&
+                     ws.dim() == 1 && ws.numel() == channels && ws.is_contiguous(),
+                 op, ": weight scales must be a contiguous F32 tensor of shape [", channels, "] on the CPU or ",
+                 out.device(), ", got ", ws.defined() ? dtype_name(ws.dtype()) : "undefined", " ",
+                 ws.defined() ? shape_str(ws.sizes()) : "", ws.defined() ? " on " : "",
+                 ws.defined() ? ws.device().str() : "");
+  return ws.device().is_cpu() ? ws : ws.to(Device());
+}
+
+Tensor check_common(const char* op, const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                    const Requant& r, int64_t channels) {
+  check_operands(op, out, x, w);
   MANTISSA_CHECK(x.dtype() == DType::U8 || x.dtype() == DType::I8, op, ": activations must be U8 or I8 codes, got ",
                  x.dtype());
   MANTISSA_CHECK(w.dtype() == DType::I8, op, ": weights must be I8 codes, got ", w.dtype());
   MANTISSA_CHECK(out.dtype() == DType::U8 || out.dtype() == DType::I8, op, ": the output must be U8 or I8, got ",
                  out.dtype());
   if (bias.defined()) {
-    MANTISSA_CHECK(bias.device().is_cpu() && bias.is_contiguous() && bias.dtype() == DType::I32 && bias.dim() == 1 &&
-                       bias.numel() == channels,
-                   op, ": bias must be a contiguous CPU I32 tensor of shape [", channels, "], got ", bias.dtype(), " ",
-                   shape_str(bias.sizes()));
+    MANTISSA_CHECK(bias.device() == out.device() && bias.is_contiguous() && bias.dtype() == DType::I32 &&
+                       bias.dim() == 1 && bias.numel() == channels,
+                   op, ": bias must be a contiguous I32 tensor of shape [", channels, "] on ", out.device(), ", got ",
+                   bias.dtype(), " ", shape_str(bias.sizes()), " on ", bias.device());
   }
-  MANTISSA_CHECK(r.w_scale.defined() && r.w_scale.device().is_cpu() && r.w_scale.dtype() == DType::F32 &&
-                     r.w_scale.dim() == 1 && r.w_scale.numel() == channels && r.w_scale.is_contiguous(),
-                 op, ": weight scales must be a contiguous CPU F32 tensor of shape [", channels, "]");
+  const Tensor ws_host = host_scales(op, out, r.w_scale, channels);
   MANTISSA_CHECK(std::isfinite(r.x_scale) && r.x_scale > 0 && std::isfinite(r.out_scale) && r.out_scale > 0, op,
                  ": scales must be positive and finite, got x_scale ", r.x_scale, " out_scale ", r.out_scale);
   const OutRange xr = out_range(x.dtype()), orr = out_range(out.dtype());
@@ -70,10 +145,11 @@ void check_common(const char* op, const Tensor& out, const Tensor& x, const Tens
                  xr.hi, "] of ", x.dtype());
   MANTISSA_CHECK(r.out_zp >= orr.lo && r.out_zp <= orr.hi, op, ": output zero point ", r.out_zp, " is outside [",
                  orr.lo, ", ", orr.hi, "] of ", out.dtype());
-  const float* ws = r.w_scale.data<float>();
+  const float* ws = ws_host.data<float>();
   for (int64_t c = 0; c < channels; ++c)
     MANTISSA_CHECK(std::isfinite(ws[c]) && ws[c] > 0, op, ": weight scale ", c, " must be positive and finite, got ",
                    ws[c]);
+  return ws_host;
 }
 
 // |q_x - x_zp| <= 255 and |q_w| <= 128: a dot product of depth `depth` stays inside int32 when
@@ -197,6 +273,40 @@ Port make_port(const memory::desc& user, const memory::desc& prim, bool to_prim)
   return port;
 }
 
+// The weights in the primitive's layout: w itself when that is its plain layout, else a reorder
+// into fresh memory, or with a cache the packed form it keeps for these weights and this
+// layout (made on a miss). The cached memory is only ever read by the primitives.
+memory packed_weights(const Port& port, const Tensor& w, QWeightCache* cache) {
+  auto& eng = dnnl_ctx::engine();
+  auto& strm = dnnl_ctx::stream();
+  memory user(port.user, eng, w.data_ptr());
+  if (!port.reorder) return user;
+  auto pack = [&] {
+    memory packed(port.prim, eng);
+    port.reorder->execute(strm, user, packed);
+    strm.wait();
+    return packed;
+  };
+  if (cache == nullptr) return pack();
+  QWeightCache::State& st = *cache->state;
+  std::lock_guard<std::mutex> lock(st.mutex);
+  if (!st.holds(w)) st.track(w);
+  for (const auto& [desc, mem] : st.packed) {
+    if (desc == port.prim) {
+      ++st.reuses;
+      return mem;
+    }
+  }
+  memory packed = pack();
+  ++st.packs;
+  // A layer normally sees one layout; a few more cover alternating batch shapes whose primitives
+  // prefer different blockings.
+  constexpr size_t kMaxLayouts = 4;
+  if (st.packed.size() >= kMaxLayouts) st.packed.erase(st.packed.begin());
+  st.packed.emplace_back(port.prim, packed);
+  return packed;
+}
+
 struct QMatmul {
   dnnl::matmul prim;
   memory::desc src, bias, dst;
@@ -204,7 +314,7 @@ struct QMatmul {
 };
 
 void qlinear_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Requant& r,
-                  const std::vector<float>& m) {
+                  const std::vector<float>& m, QWeightCache* wcache) {
   static dnnl_ctx::Cache<QMatmul> cache;
   const int64_t n = x.size(0), k = x.size(1), c = w.size(0);
   const bool with_bias = bias.defined();
@@ -215,8 +325,9 @@ void qlinear_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Ten
     const memory::desc wei({k, c}, memory::data_type::s8, tag::ba);  // w [C, K] read as its transpose
     q.bias = memory::desc({1, c}, memory::data_type::s32, tag::ab);
     q.dst = memory::desc({n, c}, code_type(out.dtype()), tag::ab);
-    // The weights in the primitive's blocked layout: one reorder per call instead of the kernel
-    // repacking the plain [K, C] operand for every block of rows (measured ~2x faster at 256x784x512).
+    // The weights in the primitive's blocked layout: one reorder (per call, or once per layer
+    // with a QWeightCache) instead of the kernel repacking the plain [K, C] operand for every
+    // block of rows (measured ~2x faster at 256x784x512).
     const memory::desc wei_any({k, c}, memory::data_type::s8, tag::any);
     auto desc = with_bias ? dnnl::matmul::desc(q.src, wei_any, q.bias, q.dst) : dnnl::matmul::desc(q.src, wei_any, q.dst);
     dnnl::matmul::primitive_desc pd(desc, requant_attr(r, m), dnnl_ctx::engine());
@@ -226,12 +337,7 @@ void qlinear_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Ten
   });
   auto& eng = dnnl_ctx::engine();
   auto& strm = dnnl_ctx::stream();
-  memory wm(prim->wei.user, eng, w.data_ptr());
-  if (prim->wei.reorder) {
-    memory packed(prim->wei.prim, eng);
-    prim->wei.reorder->execute(strm, wm, packed);
-    wm = packed;
-  }
+  const memory wm = packed_weights(prim->wei, w, wcache);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(prim->src, eng, x.data_ptr())},
                                        {DNNL_ARG_WEIGHTS, wm},
                                        {DNNL_ARG_DST, memory(prim->dst, eng, out.data_ptr())}};
@@ -247,7 +353,7 @@ struct QConv {
 };
 
 void qconv_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
-                const Requant& r, const std::vector<float>& m) {
+                const Requant& r, const std::vector<float>& m, QWeightCache* wcache) {
   static dnnl_ctx::Cache<QConv> cache;
   const int64_t n = x.size(0), ci = x.size(1), h = x.size(2), wd = x.size(3);
   const int64_t o = w.size(0), cg = w.size(1), kh = w.size(2), kw = w.size(3), ho = out.size(2), wo = out.size(3);
@@ -285,7 +391,7 @@ void qconv_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Tenso
   };
   memory dst = prim->dst.reorder ? memory(prim->dst.prim, eng) : memory(prim->dst.user, eng, out.data_ptr());
   std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, read(prim->src, x)}, {DNNL_ARG_WEIGHTS, read(prim->wei, w)}, {DNNL_ARG_DST, dst}};
+      {DNNL_ARG_SRC, read(prim->src, x)}, {DNNL_ARG_WEIGHTS, packed_weights(prim->wei, w, wcache)}, {DNNL_ARG_DST, dst}};
   if (with_bias) args.emplace(DNNL_ARG_BIAS, memory(prim->bias, eng, bias.data_ptr()));
   prim->prim.execute(strm, args);
   if (prim->dst.reorder) {
@@ -317,28 +423,37 @@ Tensor requant_multipliers(const Requant& r) {
   return t;
 }
 
-void qlinear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Requant& r,
-             QGemmImpl impl) {
+void qlinear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Requant& r_in,
+             QGemmImpl impl, QWeightCache* cache) {
   constexpr const char* op = "qlinear";
   MANTISSA_CHECK(x.defined() && w.defined() && out.defined(), op, ": an operand is undefined");
   MANTISSA_CHECK(x.dim() == 2 && w.dim() == 2 && out.dim() == 2 && x.size(1) == w.size(1) &&
                      out.size(0) == x.size(0) && out.size(1) == w.size(0),
                  op, ": expected x [N, K], w [C, K], out [N, C], got x ", shape_str(x.sizes()), ", w ",
                  shape_str(w.sizes()), ", out ", shape_str(out.sizes()));
-  check_common(op, out, x, w, bias, r, w.size(0));
+  Requant r = r_in;
+  r.w_scale = check_common(op, out, x, w, bias, r_in, w.size(0));
   check_depth(op, x.size(1));
   if (out.numel() == 0) return;
+  if (out.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::qlinear(out, x, w, bias, r);
+#else
+    MANTISSA_ERROR(op, ": ", out.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   const std::vector<float> m = multipliers(r);
 #ifdef MANTISSA_HAVE_DNNL
-  if (impl == QGemmImpl::Auto && x.size(1) > 0) return qlinear_dnnl(out, x, w, bias, r, m);
+  if (impl == QGemmImpl::Auto && x.size(1) > 0) return qlinear_dnnl(out, x, w, bias, r, m, cache);
 #endif
+  (void)cache;
   (void)impl;
   visit_codes(x.dtype(), out.dtype(),
               [&]<typename X, typename O>() { qlinear_ref<X, O>(out, x, w, bias, r, m.data()); });
 }
 
 void qconv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p,
-             const Requant& r, QGemmImpl impl) {
+             const Requant& r_in, QGemmImpl impl, QWeightCache* cache) {
   constexpr const char* op = "qconv2d";
   MANTISSA_CHECK(x.defined() && w.defined() && out.defined(), op, ": an operand is undefined");
   MANTISSA_CHECK(x.dim() == 4 && w.dim() == 4 && out.dim() == 4, op,
@@ -355,13 +470,22 @@ void qconv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& 
                      out.size(3) == wo,
                  op, ": expected out [", x.size(0), ", ", w.size(0), ", ", ho, ", ", wo, "], got ",
                  shape_str(out.sizes()));
-  check_common(op, out, x, w, bias, r, w.size(0));
+  Requant r = r_in;
+  r.w_scale = check_common(op, out, x, w, bias, r_in, w.size(0));
   check_depth(op, w.size(1) * w.size(2) * w.size(3));
   if (out.numel() == 0) return;
+  if (out.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::qconv2d(out, x, w, bias, p, r);
+#else
+    MANTISSA_ERROR(op, ": ", out.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   const std::vector<float> m = multipliers(r);
 #ifdef MANTISSA_HAVE_DNNL
-  if (impl == QGemmImpl::Auto) return qconv_dnnl(out, x, w, bias, p, r, m);
+  if (impl == QGemmImpl::Auto) return qconv_dnnl(out, x, w, bias, p, r, m, cache);
 #endif
+  (void)cache;
   (void)impl;
   visit_codes(x.dtype(), out.dtype(),
               [&]<typename X, typename O>() { qconv_ref<X, O>(out, x, w, bias, p, r, m.data()); });
@@ -410,7 +534,7 @@ struct QMatmulF32 {
 // arguments, so one primitive serves every batch of a shape. The bias is not handed to oneDNN
 // (oneDNN 2.x adds an int8 matmul's bias before the output scale); it is added afterwards in F32.
 void qlinear_dequant_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, int32_t x_zp,
-                          const std::vector<float>& m) {
+                          const std::vector<float>& m, QWeightCache* wcache) {
   static dnnl_ctx::Cache<QMatmulF32> cache;
   const int64_t n = x.size(0), k = x.size(1), c = w.size(0);
   auto prim = cache.get({2, n, k, c, static_cast<int64_t>(x.dtype())}, [&] {
@@ -433,12 +557,7 @@ void qlinear_dequant_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, i
   });
   auto& eng = dnnl_ctx::engine();
   auto& strm = dnnl_ctx::stream();
-  dnnl::memory wm(prim->wei.user, eng, w.data_ptr());
-  if (prim->wei.reorder) {
-    dnnl::memory packed(prim->wei.prim, eng);
-    prim->wei.reorder->execute(strm, wm, packed);
-    wm = packed;
-  }
+  const dnnl::memory wm = packed_weights(prim->wei, w, wcache);
   int32_t zp = x_zp;
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(prim->src, eng, x.data_ptr())},
@@ -454,14 +573,9 @@ void qlinear_dequant_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, i
 }  // namespace
 
 void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, float x_scale,
-                     int32_t x_zp, const Tensor& w_scale, QGemmImpl impl) {
+                     int32_t x_zp, const Tensor& w_scale_in, QGemmImpl impl, QWeightCache* cache) {
   constexpr const char* op = "qlinear_dequant";
-  for (const Tensor* t : {&out, &x, &w, &w_scale}) {
-    MANTISSA_CHECK(t->defined(), op, ": an operand is undefined");
-    MANTISSA_CHECK(t->device().is_cpu(), op, ": int8 kernels run on the CPU only, got a tensor on ", t->device());
-    MANTISSA_CHECK(t->is_contiguous(), op, ": operands must be contiguous, got a strided tensor of shape ",
-                   shape_str(t->sizes()));
-  }
+  check_operands(op, out, x, w);
   MANTISSA_CHECK(x.dim() == 2 && w.dim() == 2 && out.dim() == 2 && x.size(1) == w.size(1) &&
                      out.size(0) == x.size(0) && out.size(1) == w.size(0),
                  op, ": expected x [N, K], w [C, K], out [N, C], got x ", shape_str(x.sizes()), ", w ",
@@ -471,14 +585,12 @@ void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const 
   MANTISSA_CHECK(w.dtype() == DType::I8, op, ": weights must be I8 codes, got ", w.dtype());
   MANTISSA_CHECK(out.dtype() == DType::F32, op, ": the output must be F32, got ", out.dtype());
   const int64_t channels = w.size(0);
-  MANTISSA_CHECK(w_scale.dtype() == DType::F32 && w_scale.dim() == 1 && w_scale.numel() == channels, op,
-                 ": weight scales must be an F32 tensor of shape [", channels, "], got ", w_scale.dtype(), " ",
-                 shape_str(w_scale.sizes()));
+  const Tensor w_scale = host_scales(op, out, w_scale_in, channels);
   if (bias.defined()) {
-    MANTISSA_CHECK(bias.device().is_cpu() && bias.is_contiguous() && bias.dtype() == DType::F32 && bias.dim() == 1 &&
-                       bias.numel() == channels,
-                   op, ": bias must be a contiguous CPU F32 tensor of shape [", channels, "], got ", bias.dtype(), " ",
-                   shape_str(bias.sizes()), " on ", bias.device());
+    MANTISSA_CHECK(bias.device() == out.device() && bias.is_contiguous() && bias.dtype() == DType::F32 &&
+                       bias.dim() == 1 && bias.numel() == channels,
+                   op, ": bias must be a contiguous F32 tensor of shape [", channels, "] on ", out.device(), ", got ",
+                   bias.dtype(), " ", shape_str(bias.sizes()), " on ", bias.device());
   }
   MANTISSA_CHECK(std::isfinite(x_scale) && x_scale > 0, op, ": x_scale must be positive and finite, got ", x_scale);
   const OutRange xr = out_range(x.dtype());
@@ -493,10 +605,17 @@ void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const 
   }
   check_depth(op, x.size(1));
   if (out.numel() == 0) return;
+  if (out.is_cuda()) {
+#ifdef MANTISSA_HAVE_CUDA
+    return cuda::qlinear_dequant(out, x, w, bias, x_scale, x_zp, w_scale);
+#else
+    MANTISSA_ERROR(op, ": ", out.device(), " tensors need a build with CUDA (-DMANTISSA_CUDA=ON)");
+#endif
+  }
   const float* bp = bias.defined() ? bias.data<float>() : nullptr;
 #ifdef MANTISSA_HAVE_DNNL
   if (impl == QGemmImpl::Auto && x.size(1) > 0) {
-    qlinear_dequant_dnnl(out, x, w, x_zp, m);
+    qlinear_dequant_dnnl(out, x, w, x_zp, m, cache);
     if (bp) {
       float* op_ = out.data<float>();
       const int64_t n = out.size(0);
@@ -509,6 +628,7 @@ void qlinear_dequant(const Tensor& out, const Tensor& x, const Tensor& w, const 
   }
 #endif
   (void)impl;
+  (void)cache;
   if (x.dtype() == DType::U8) qlinear_dequant_ref<uint8_t>(out, x, w, bp, x_zp, m.data());
   else qlinear_dequant_ref<int8_t>(out, x, w, bp, x_zp, m.data());
 }
