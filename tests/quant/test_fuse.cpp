@@ -16,6 +16,8 @@
 #include "nn/conv.h"
 #include "nn/linear.h"
 #include "nn/norm.h"
+#include "nn/container.h"
+#include "nn/resnet_block.h"
 #include "quant/fuse.h"
 #include "quant/qat.h"
 #include "support/golden.h"
@@ -422,6 +424,46 @@ TEST(FuseConvRelu, ReluBeforeOutputObserver) {
   EXPECT_THROW(quant::fuse_conv_relu(*net, "conv"), Error);
   // Conv+ReLU then BatchNorm would be the wrong order.
   EXPECT_THROW(quant::fuse_conv_bn(*net, "conv", "bn"), Error);
+}
+
+// Nested dotted paths through a Sequential and a torchvision-style block whose forward calls its
+// members directly: fused in training (fake quant off) it computes what the unfused block does.
+TEST(FuseConvBn, ResNetBlockByDottedPaths) {
+  manual_seed(21);
+  auto make = [] { return std::make_shared<nn::Sequential>(std::make_shared<nn::BasicBlock>(3, 4, 2)); };
+  auto plain = make(), fused = make();
+  fused->load_state_dict(plain->state_dict());
+  const std::vector<std::string> before = keys(fused->state_dict());
+  quant::fuse_conv_bn(*fused, "0.conv1", "0.bn1", /*relu=*/true);
+  quant::fuse_conv_bn(*fused, "0.conv2", "0.bn2");  // its relu comes after the shortcut add
+  quant::fuse_conv_bn(*fused, "0.downsample.0", "0.downsample.1");
+  EXPECT_EQ(keys(fused->state_dict()), before);
+  quant::prepare_qat(*fused);
+  for (const auto& fq : quant::attached_fake_quantizers(*fused)) fq->disable_fake_quant();
+  Tensor x = randn({2, 3, 6, 6});
+  Tensor x1 = x.clone().requires_grad_(true), x2 = x.clone().requires_grad_(true);
+  Tensor y1 = (*plain)(x1), y2 = (*fused)(x2);
+  Tensor dy = randn(y1.sizes());
+  y1.backward(dy);
+  y2.backward(dy);
+  EXPECT_LE(max_err(y2, y1), 1e-5);
+  EXPECT_LE(max_err(x2.grad(), x1.grad()), 1e-5);
+  const nn::NamedTensors p1 = plain->named_parameters(), p2 = fused->named_parameters();
+  ASSERT_EQ(p1.size(), p2.size());
+  for (size_t i = 0; i < p1.size(); ++i) {
+    EXPECT_LE(max_err(p2[i].second.grad(), p1[i].second.grad()), 1e-5) << p1[i].first;
+  }
+  // Running statistics by name (the fused model's buffers also hold its observers' state).
+  int64_t stats = 0;
+  for (const auto& [name, b1] : plain->named_buffers()) {
+    if (name.find("running") == std::string::npos) continue;
+    for (const auto& [name2, b2] : fused->named_buffers()) {
+      if (name2 != name) continue;
+      EXPECT_LE(max_err(b2, b1), 1e-6) << name;
+      ++stats;
+    }
+  }
+  EXPECT_EQ(stats, 6);
 }
 
 std::string error_of(const std::function<void()>& f) {
