@@ -3,6 +3,7 @@
 #include "autograd/function.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
+#include "core/quantized.h"
 
 namespace mantissa {
 
@@ -18,6 +19,11 @@ Tensor& Tensor::requires_grad_(bool on) {
   auto* m = meta_or_null(*this);
   MANTISSA_CHECK(!(m && m->grad_fn) || on, "requires_grad_: only leaf tensors can stop requiring grad; "
                  "use detach() for a non-leaf tensor");
+  // Quantized tensors never enter the autograd graph: the engine and every backward formula
+  // would read their codes as plain integers.
+  MANTISSA_CHECK(!on || !is_quantized(), "requires_grad_: a quantized tensor (", quantized_dtype_name(dtype()),
+                 ", scale ", q_scale(), ", zero point ", q_zero_point(), ", shape ", shape_str(sizes()),
+                 ") cannot require gradients; train in float (or with fake quantization) and quantize afterwards");
   MANTISSA_CHECK(!on || is_floating(dtype()), "requires_grad_: only floating-point tensors can require "
                  "gradients (dtype ", dtype(), ")");
   meta(*this).requires_grad = on;
@@ -104,6 +110,7 @@ void Tensor::set_data(const Tensor& src) const {
   t.strides = s.strides;
   t.offset = s.offset;
   t.dtype = s.dtype;
+  t.quant = s.quant;
   // Keep the grad only while it still matches the new data.
   auto* m = meta_or_null(*this);
   if (m && m->grad.defined() &&
@@ -119,6 +126,7 @@ Tensor Tensor::detach() const {
   impl->strides = strides();
   impl->offset = storage_offset();
   impl->dtype = dtype();
+  impl->quant = impl_->quant;
   return Tensor(std::move(impl));
 }
 
@@ -177,8 +185,26 @@ Tensor& assign_result(Tensor& self, const Tensor& r, const char* op) {
 }
 }  // namespace
 
+namespace {
+// Writing codes is only meaningful between tensors that read them the same way: both plain, or
+// both quantized with the same dtype, scale and zero point.
+void check_quantized_write(const Tensor& dst, const Tensor* src, const char* op) {
+  if (!dst.is_quantized() && !(src && src->is_quantized())) return;
+  if (src && dst.is_quantized() && src->is_quantized() && dst.dtype() == src->dtype() &&
+      dst.q_scale() == src->q_scale() && dst.q_zero_point() == src->q_zero_point()) {
+    return;
+  }
+  const Tensor& q = dst.is_quantized() ? dst : *src;
+  MANTISSA_ERROR(op, ": got a quantized tensor (", quantized_dtype_name(q.dtype()), ", scale ", q.q_scale(),
+                 ", zero point ", q.q_zero_point(), ", shape ", shape_str(q.sizes()), ") as the ",
+                 dst.is_quantized() ? "destination" : "source", "; quantized tensors are written only by copying from "
+                 "one with the same dtype, scale and zero point: call quant::dequantize / quant::quantize_per_tensor");
+}
+}  // namespace
+
 Tensor& Tensor::copy_(const Tensor& src) {
   autograd::check_inplace(*this, "copy_");
+  check_quantized_write(*this, &src, "copy_");
   MANTISSA_CHECK(src.dim() <= dim() && broadcast_shapes(src.sizes(), sizes(), "copy_") == sizes(), "copy_: source ",
                  shape_str(src.sizes()), " cannot be broadcast to destination ", shape_str(sizes()));
   kernels::copy(*this, src);
@@ -188,6 +214,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::fill_(double value) {
   autograd::check_inplace(*this, "fill_");
+  check_quantized_write(*this, nullptr, "fill_");
   kernels::fill(*this, value);
   bump_version();
   return *this;

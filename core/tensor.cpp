@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -95,6 +96,20 @@ int64_t Tensor::storage_offset() const { return checked(impl_).offset; }
 DType Tensor::dtype() const { return checked(impl_).dtype; }
 Device Tensor::device() const { return checked(impl_).storage->device(); }
 const StoragePtr& Tensor::storage() const { return checked(impl_).storage; }
+
+const std::shared_ptr<const QuantMeta>& Tensor::quant_meta() const { return checked(impl_).quant; }
+
+float Tensor::q_scale() const {
+  MANTISSA_CHECK(is_quantized(), "q_scale: the tensor (", dtype(), ", shape ", shape_str(sizes()),
+                 ") is not quantized; make one with make_per_tensor_quantized or quant::quantize_per_tensor");
+  return impl_->quant->scale;
+}
+
+int32_t Tensor::q_zero_point() const {
+  MANTISSA_CHECK(is_quantized(), "q_zero_point: the tensor (", dtype(), ", shape ", shape_str(sizes()),
+                 ") is not quantized; make one with make_per_tensor_quantized or quant::quantize_per_tensor");
+  return impl_->quant->zero_point;
+}
 void* Tensor::data_ptr() const {
   const TensorImpl& t = checked(impl_);
   return static_cast<char*>(t.storage->data()) + t.offset * static_cast<int64_t>(dtype_size(t.dtype));
@@ -326,8 +341,14 @@ void print_rec(std::ostringstream& os, const std::vector<double>& vals, const Sh
 std::string Tensor::str() const {
   if (!defined()) return "[ undefined Tensor ]";
   std::vector<double> vals = to_vector<double>(*this);
+  const bool quantized = is_quantized();
+  if (quantized) {
+    // PyTorch prints the values a quantized tensor stands for, computed as dequantize does
+    // (F32 (q - zero_point) * scale), then its quantization parameters.
+    for (double& v : vals) v = static_cast<float>(static_cast<int32_t>(v) - q_zero_point()) * q_scale();
+  }
   Formatter f;
-  f.is_float = is_floating(dtype());
+  f.is_float = quantized || is_floating(dtype());
   double amax = 0, amin = std::numeric_limits<double>::infinity();
   for (double v : vals) {
     if (!std::isfinite(v)) continue;
@@ -351,12 +372,20 @@ std::string Tensor::str() const {
     f.width = bools ? 5 : f.width;
     print_rec(os, vals, sizes(), 0, 0, f, 7, bools);
   }
-  if (numel() == 0 && dim() > 1) {
+  if ((numel() == 0 && dim() > 1) || quantized) {
     std::string s = shape_str(sizes());
-    os << ", size=(" << s.substr(1, s.size() - 2) << ")";
+    os << ", size=(" << s.substr(1, s.size() - 2) << (dim() == 1 ? ",)" : ")");
   }
   if (!device().is_cpu()) os << ", device='" << device() << "'";
-  if (dtype() != DType::F32 && dtype() != DType::I64 && dtype() != DType::Bool) os << ", dtype=" << dtype_name(dtype());
+  if (quantized) {
+    // The scale printed as the shortest decimal that reads back to the same float.
+    char buf[32];
+    auto res = std::to_chars(buf, buf + sizeof(buf), q_scale());
+    os << ", dtype=" << (dtype() == DType::U8 ? "quint8" : "qint8") << ",\n       quantization_scheme=per_tensor_affine"
+       << ", scale=" << std::string(buf, res.ptr) << ", zero_point=" << q_zero_point();
+  } else if (dtype() != DType::F32 && dtype() != DType::I64 && dtype() != DType::Bool) {
+    os << ", dtype=" << dtype_name(dtype());
+  }
   if (grad_fn()) {
     os << ", grad_fn=<" << grad_fn_name() << ">";
   } else if (requires_grad()) {

@@ -42,6 +42,13 @@ struct TensorOptions {
   TensorOptions& pinned_memory(bool p = true) { pinned_memory_ = p; return *this; }
 };
 
+// Per-tensor affine quantization of a U8/I8 tensor (PyTorch's per_tensor_affine): the tensor's
+// own elements are the codes q, and the real values they stand for are (q - zero_point) * scale.
+struct QuantMeta {
+  float scale;
+  int32_t zero_point;
+};
+
 struct TensorImpl {
   StoragePtr storage;
   Shape sizes;
@@ -49,6 +56,7 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   DType dtype = DType::F32;
   std::shared_ptr<autograd::AutogradMeta> autograd;  // null for tensors that never touched autograd
+  std::shared_ptr<const QuantMeta> quant;            // null for ordinary tensors (core/quantized.h)
 };
 
 class Tensor {
@@ -78,6 +86,13 @@ class Tensor {
   size_t element_size() const { return dtype_size(dtype()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
   const StoragePtr& storage() const;
+
+  // Quantized tensors (core/quantized.h): U8/I8 codes with a per-tensor scale and zero point.
+  // Only views, copies, relu, max_pool2d and dropout in eval accept them; every other op refuses.
+  bool is_quantized() const { return impl_ != nullptr && impl_->quant != nullptr; }
+  float q_scale() const;          // throws on a tensor that is not quantized
+  int32_t q_zero_point() const;
+  const std::shared_ptr<const QuantMeta>& quant_meta() const;  // null when not quantized
 
   void* data_ptr() const;  // first element (storage + offset)
   template <typename T>

@@ -1,7 +1,10 @@
 // A quantized activation: integer codes (U8 or I8) with the per-tensor qparams they were made
 // with, and the quantize / dequantize helpers the int8 modules (quantized_modules.h) take and give.
+// Also the bridge to first-class quantized Tensors (core/quantized.h): quantize_per_tensor,
+// dequantize, and to_qtensor / to_tensor between the two forms.
 #pragma once
 
+#include "core/quantized.h"
 #include "quant/qparams.h"
 
 namespace mantissa::quant {
@@ -19,5 +22,15 @@ struct QTensor {
 QTensor quantize_tensor(const Tensor& x, const QParams& qp);
 // F32 (codes - zero_point) * scale.
 Tensor dequantize_tensor(const QTensor& q);
+
+// A quantized Tensor (torch.quantize_per_tensor): codes = quantize(x) with the one rounding rule
+// (quant_round.h), dtype UInt8 -> quint8 (U8 codes) or Int8 -> qint8 (I8 codes), on x's device.
+Tensor quantize_per_tensor(const Tensor& x, float scale, int32_t zero_point, QDType dtype);
+// F32 (q - zero_point) * scale of a quantized Tensor, on its device (torch.dequantize).
+Tensor dequantize(const Tensor& q);
+// The same codes (shared storage) and qparams as a QTensor (affine per-tensor spec, CPU qparams).
+QTensor to_qtensor(const Tensor& q);
+// A quantized Tensor sharing q's codes; q must hold per-tensor qparams of its codes' dtype.
+Tensor to_tensor(const QTensor& q);
 
 }  // namespace mantissa::quant

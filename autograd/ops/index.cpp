@@ -5,6 +5,7 @@
 #include "autograd/function.h"
 #include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
+#include "core/quantized.h"
 #include "core/kernels/copy.h"
 #include "core/kernels/index.h"
 
@@ -44,6 +45,15 @@ DType grad_acc_dtype(DType t) { return is_low_precision(t) ? DType::F32 : t; }
 
 // Dropout --------------------------------------------------------------------------------------
 Tensor dropout(const Tensor& x, double p, bool training) {
+  if (x.defined() && x.is_quantized()) {
+    // Evaluation-mode dropout is the identity, so a converted model's forward() keeps working;
+    // training-mode dropout would rescale the codes by 1 / (1 - p), which no quantized tensor holds.
+    MANTISSA_CHECK(!training, "dropout: got a quantized tensor (", quantized_dtype_name(x.dtype()), ", scale ",
+                   x.q_scale(), ", zero point ", x.q_zero_point(), ", shape ", shape_str(x.sizes()),
+                   ") with training = true; dropout on quantized tensors runs in eval mode only (module.eval())");
+    MANTISSA_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1] (got ", p, ")");
+    return x;
+  }
   if (auto c = autograd::autocast(OpId::dropout, x)) return dropout((*c)[0], p, training);
   MANTISSA_CHECK(x.defined(), "dropout: the input is an undefined tensor");
   MANTISSA_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1] (got ", p, ")");

@@ -8,6 +8,8 @@
 #include "autograd/ops/backend_check.h"
 #include "autograd/ops.h"
 #include "core/kernels/pool.h"
+#include "core/kernels/qtensor_ops.h"
+#include "core/quantized.h"
 
 namespace mantissa {
 
@@ -65,10 +67,29 @@ Shape out_shape(const Tensor& x, const Shape& out4) {
   return x.dim() == 4 ? out4 : Shape{out4[1], out4[2], out4[3]};
 }
 
+// max_pool2d of a quantized tensor: the max of codes is the code of the max (affine quantization
+// with a positive scale is monotone), so the output keeps the input's scale and zero point.
+Tensor quantized_max_pool2d(const Tensor& x, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                            const std::vector<int64_t>& padding, bool ceil_mode) {
+  constexpr const char* op = "max_pool2d";
+  MANTISSA_CHECK(x.dim() == 3 || x.dim() == 4, op, ": expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got shape ",
+                 shape_str(x.sizes()), " (", quantized_dtype_name(x.dtype()), ")");
+  const Shape x4 = x.dim() == 4 ? x.sizes() : Shape{1, x.size(0), x.size(1), x.size(2)};
+  MANTISSA_CHECK(x4[1] > 0 && x4[2] > 0 && x4[3] > 0, op, ": expected non-zero channels, height and width, got input ",
+                 shape_str(x.sizes()));
+  const kernels::Pool2dParams p = pool_params(op, x4, kernel, stride, padding, ceil_mode);
+  const Shape o4{x4[0], x4[1], kernels::pool_output_size(x4[2], p.kernel_h, p.stride_h, p.pad_h, ceil_mode),
+                 kernels::pool_output_size(x4[3], p.kernel_w, p.stride_w, p.pad_w, ceil_mode)};
+  Tensor out4 = empty(o4, TensorOptions(x.dtype()).device(x.device()));
+  kernels::quantized_max_pool2d(out4, int_repr(x).reshape(x4).contiguous(), p);
+  return with_quant_meta_of(out4.view(out_shape(x, o4)), x);
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, std::vector<int64_t> kernel, std::vector<int64_t> stride,
                   std::vector<int64_t> padding, bool ceil_mode) {
+  if (x.defined() && x.is_quantized()) return quantized_max_pool2d(x, kernel, stride, padding, ceil_mode);
   if (auto c = autograd::autocast(OpId::max_pool2d, x)) return max_pool2d((*c)[0], kernel, stride, padding, ceil_mode);
   const Shape x4 = pool_input_shape("max_pool2d", x);
   const kernels::Pool2dParams p = pool_params("max_pool2d", x4, kernel, stride, padding, ceil_mode);

@@ -9,6 +9,7 @@
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
 #include "core/kernels/elementwise.h"
+#include "core/quantized.h"
 
 namespace mantissa {
 
@@ -100,6 +101,7 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor relu(const Tensor& x) {
+  if (x.is_quantized()) return quantized_relu(x);  // codes max(q, zero_point), same qparams
   if (auto c = autograd::autocast(OpId::relu, x)) return relu((*c)[0]);
   Tensor out = same_dtype_unary("relu", UnaryOp::Relu, x);
   // y > 0 exactly where x > 0, so the output serves (as in PyTorch's threshold_backward).

@@ -1,9 +1,11 @@
-// Views (share storage, backward reshapes the gradient back), copies and casts.
+// Views (share storage, backward reshapes the gradient back), copies and casts. Views, clones
+// and device moves of a quantized tensor keep its quantization meta (core/quantized.h).
 #include <numeric>
 
 #include "autograd/function.h"
 #include "autograd/ops.h"
 #include "core/kernels/copy.h"
+#include "core/quantized.h"
 
 namespace mantissa {
 
@@ -19,6 +21,7 @@ Tensor make_view(const Tensor& x, Shape sizes, Shape strides, int64_t offset) {
   impl->strides = std::move(strides);
   impl->offset = offset;
   impl->dtype = x.dtype();
+  impl->quant = x.quant_meta();
   return Tensor(std::move(impl));
 }
 
@@ -294,6 +297,7 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
 Tensor clone(const Tensor& x) {
   Tensor out = empty_like(x);
   kernels::copy(out, x);
+  if (x.is_quantized()) return with_quant_meta_of(out, x);  // codes copied as they are
   if (autograd::needs_grad(x)) {
     record(OpId::clone, {x}, {out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0]}; });
   }
@@ -304,6 +308,9 @@ Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
+  MANTISSA_CHECK(!x.is_quantized(), "to: cannot convert a quantized tensor (", quantized_dtype_name(x.dtype()),
+                 ", scale ", x.q_scale(), ", zero point ", x.q_zero_point(), ", shape ", shape_str(x.sizes()), ") to ",
+                 dtype, "; call quant::dequantize(x) for its F32 values or int_repr(x) for its codes");
   Tensor out = empty_like(x, dtype);
   kernels::copy(out, x);
   if (is_floating(x.dtype()) && is_floating(dtype) && autograd::needs_grad(x)) {
@@ -319,6 +326,7 @@ Tensor to_device(const Tensor& x, Device device) {
   Tensor src = x.is_contiguous() ? x : clone(x).detach();
   Tensor out = empty(x.sizes(), TensorOptions(x.dtype()).device(device));
   kernels::copy(out, src);
+  if (x.is_quantized()) return with_quant_meta_of(out, x);
   if (autograd::needs_grad(x)) {
     record(OpId::to_device, {x}, {out}, [in = x.device()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
       return {to_device(g[0], in)};
