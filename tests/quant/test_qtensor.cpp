@@ -13,6 +13,9 @@
 #include "core/generator.h"
 #include "core/kernels/device_memory.h"
 #include "core/quantized.h"
+#include "nn/activation.h"
+#include "nn/linear.h"
+#include "nn/pooling.h"
 #include "quant/qtensor.h"
 #include "quant/quantized_modules.h"
 #include "support/golden.h"
@@ -246,6 +249,18 @@ TEST(QTensor, OrdinaryForwardRunsOnQuantizedActivations) {
   expect_meta(out, q, "forward");
   EXPECT_EQ(out.sizes(), (Shape{2, 48}));
   EXPECT_EQ(to_vector<float>(quant::dequantize(out)), to_vector<float>(forward(quant::dequantize(q))));
+
+  // The same through the nn modules, with Dropout in eval mode.
+  nn::ReLU act;
+  nn::MaxPool2d pool(2);
+  nn::Flatten flat;
+  nn::Dropout drop(0.25);
+  drop.eval();
+  Tensor m = drop.forward(flat.forward(pool.forward(act.forward(q))));
+  expect_meta(m, q, "modules");
+  EXPECT_EQ(codes_of(m), codes_of(out));
+  drop.train();
+  EXPECT_THROW(drop.forward(m), Error);
 }
 
 // --- refusals ---------------------------------------------------------------------------------------
