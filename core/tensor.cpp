@@ -203,6 +203,7 @@ Tensor Tensor::pin_memory() const {
   if (is_pinned() && is_contiguous()) return *this;
   Tensor out = empty(sizes(), TensorOptions(dtype()).pinned_memory());
   kernels::copy(out, *this);
+  out.impl()->quant = impl_->quant;  // a quantized tensor's codes keep their meaning
   return out;
 }
 

@@ -227,7 +227,8 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, Tensor
 Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape, TensorOptions options = {DType::I64});
 Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape, TensorOptions options = {DType::I32});
 Tensor from_vector(const std::vector<uint8_t>& values, const Shape& shape, TensorOptions options = {DType::U8});
-// Copies the (contiguous) values out, converted to T.
+// Copies the (contiguous) values out, converted to T. A quantized tensor gives its codes (use
+// quant::dequantize for the values they stand for).
 template <typename T>
 std::vector<T> to_vector(const Tensor& t);
 

@@ -152,6 +152,7 @@ TEST(QTensor, ViewsCopiesAndMovesKeepTheMeta) {
   expect_meta(q.contiguous(), q, "contiguous");
   expect_meta(q.to(kCPU), q, "to(cpu)");
   expect_meta(q.to(DType::U8), q, "to(same dtype)");
+  expect_meta(q.pin_memory(), q, "pin_memory");
 
   // Copies hold the same codes; a non-contiguous reshape copies with the meta.
   EXPECT_EQ(codes_of(q.clone()), c);
