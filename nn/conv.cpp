@@ -57,6 +57,7 @@ void Conv2d::reset_parameters() {
 }
 
 Tensor Conv2d::forward(const Tensor& input) {
+  if (quantized_) return (*quantized_)(input);
   MANTISSA_CHECK(input.defined(), "conv2d: the input is an undefined tensor");
   MANTISSA_CHECK(input.dim() == 4 && input.size(1) == options.in_channels(), "conv2d: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()),
@@ -129,6 +130,12 @@ std::string Conv2d::extra_repr() const {
   if (options.groups() != 1) s += ", groups=" + std::to_string(options.groups());
   if (!bias.defined()) s += ", bias=False";
   return s;
+}
+
+void Conv2d::set_quantized(ModulePtr engine) {
+  MANTISSA_CHECK(engine != nullptr, "Conv2d::set_quantized: the int8 module is null");
+  MANTISSA_CHECK(!quantized_, "Conv2d::set_quantized: this layer is already quantized");
+  quantized_ = register_module("quantized", std::move(engine));
 }
 
 }  // namespace mantissa::nn

@@ -41,6 +41,13 @@ class Conv2d : public Module {
   const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
   const ModulePtr& activation_post_process() const { return activation_post_process_; }
 
+  // Set by quant::convert: the int8 module this layer now runs in place (forward(x) returns
+  // (*quantized())(x), x a quantized tensor). The engine is registered as the child "quantized"
+  // (its int8 weights, scales and zero points join state_dict); convert unregisters the float
+  // weight, bias and fake quantizers. Set once.
+  void set_quantized(ModulePtr engine);
+  const ModulePtr& quantized() const { return quantized_; }
+
   // Conv+BatchNorm(+ReLU) fusion for QAT, in place (set by quant::fuse_conv_bn / fuse_conv_relu,
   // which check the pairing). With a fused BatchNorm2d bn (not registered here: it stays where the
   // model registered it, and its own forward becomes the identity, see
@@ -61,6 +68,7 @@ class Conv2d : public Module {
 
  private:
   ModulePtr weight_fake_quant_, activation_post_process_;
+  ModulePtr quantized_;
   std::shared_ptr<BatchNorm2d> fused_bn_;
   bool fused_relu_ = false;
   Tensor forward_fused(const Tensor& input);

@@ -42,6 +42,7 @@ void Linear::reset_parameters() {
 }
 
 Tensor Linear::forward(const Tensor& input) {
+  if (quantized_) return (*quantized_)(input);
   MANTISSA_CHECK(input.defined(), "linear: the input is an undefined tensor");
   MANTISSA_CHECK(input.dim() >= 1 && input.size(-1) == options.in_features(), "linear: input ",
                  shape_str(input.sizes()), " does not match weight ", shape_str(weight.sizes()), " (in_features ",
@@ -75,6 +76,12 @@ Tensor Flatten::forward(const Tensor& input) {
 
 std::string Flatten::extra_repr() const {
   return "start_dim=" + std::to_string(options.start_dim()) + ", end_dim=" + std::to_string(options.end_dim());
+}
+
+void Linear::set_quantized(ModulePtr engine) {
+  MANTISSA_CHECK(engine != nullptr, "Linear::set_quantized: the int8 module is null");
+  MANTISSA_CHECK(!quantized_, "Linear::set_quantized: this layer is already quantized");
+  quantized_ = register_module("quantized", std::move(engine));
 }
 
 }  // namespace mantissa::nn

@@ -36,6 +36,13 @@ class Linear : public Module {
   const ModulePtr& weight_fake_quant() const { return weight_fake_quant_; }
   const ModulePtr& activation_post_process() const { return activation_post_process_; }
 
+  // Set by quant::convert: the int8 module this layer now runs in place (forward(x) returns
+  // (*quantized())(x), x a quantized tensor). The engine is registered as the child "quantized"
+  // (its int8 weights, scales and zero points join state_dict); convert unregisters the float
+  // weight, bias and fake quantizers. Set once.
+  void set_quantized(ModulePtr engine);
+  const ModulePtr& quantized() const { return quantized_; }
+
   // Linear+ReLU fusion for QAT, in place (quant::fuse_linear_relu): forward applies relu before
   // the activation_post_process, which so observes the post-ReLU range (PyTorch's LinearReLU). A
   // model that still calls relu after this layer then applies it to nonnegative values: a no-op.
@@ -48,6 +55,7 @@ class Linear : public Module {
 
  private:
   ModulePtr weight_fake_quant_, activation_post_process_;
+  ModulePtr quantized_;
   bool fused_relu_ = false;
 };
 

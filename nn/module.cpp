@@ -2,6 +2,8 @@
 // state_dict/load_state_dict (validate-everything-then-copy) and PyTorch-style printing.
 #include "nn/module.h"
 
+#include <algorithm>
+
 #include <cxxabi.h>
 
 #include <charconv>
@@ -103,6 +105,40 @@ void Module::set_child(const std::string& name, ModulePtr module) {
   }
   MANTISSA_ERROR("replace_module: ", this->name(), " has no submodule named '", name, "'");
 }
+
+namespace {
+template <typename Slots>
+auto find_slot(Slots& slots, const std::string& name) {
+  return std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.name == name; });
+}
+}  // namespace
+
+Tensor Module::remove_parameter(const std::string& name) {
+  auto it = find_slot(parameters_, name);
+  MANTISSA_CHECK(it != parameters_.end(), "remove_parameter: ", this->name(), " has no parameter named '", name, "'");
+  Tensor t = std::move(it->tensor);
+  parameters_.erase(it);
+  return t;
+}
+
+Tensor Module::remove_buffer(const std::string& name) {
+  auto it = find_slot(buffers_, name);
+  MANTISSA_CHECK(it != buffers_.end(), "remove_buffer: ", this->name(), " has no buffer named '", name, "'");
+  Tensor t = std::move(it->tensor);
+  buffers_.erase(it);
+  return t;
+}
+
+ModulePtr Module::remove_module(const std::string& name) {
+  auto it = std::find_if(children_.begin(), children_.end(), [&](const auto& c) { return c.first == name; });
+  MANTISSA_CHECK(it != children_.end(), "remove_module: ", this->name(), " has no submodule named '", name, "'");
+  ModulePtr m = std::move(it->second);
+  children_.erase(it);
+  return m;
+}
+
+bool Module::has_parameter(const std::string& name) const { return find_slot(parameters_, name) != parameters_.end(); }
+bool Module::has_buffer(const std::string& name) const { return find_slot(buffers_, name) != buffers_.end(); }
 
 // Listings ------------------------------------------------------------------------------------
 

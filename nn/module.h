@@ -58,6 +58,14 @@ class Module : public std::enable_shared_from_this<Module> {
     set_child(name, module);
     return module;
   }
+  // Unregisters a parameter, buffer or child by name (quant::convert replaces a layer's float
+  // weights by int8 buffers in place this way); returns the removed tensor / module. Unknown names
+  // are an Error naming the module and what it has.
+  Tensor remove_parameter(const std::string& name);
+  Tensor remove_buffer(const std::string& name);
+  ModulePtr remove_module(const std::string& name);
+  bool has_parameter(const std::string& name) const;
+  bool has_buffer(const std::string& name) const;
 
   // Listings, recursive by default, in registration order (pre-order over modules), each
   // tensor once even when shared (tied weights), with PyTorch's dotted names.

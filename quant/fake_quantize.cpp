@@ -23,17 +23,32 @@ Tensor FakeQuantize::forward(const Tensor& x) {
                  x.defined() ? dtype_name(x.dtype()) : "undefined");
   if (observer_enabled_) {
     (*observer_)(x);
-    QParams qp = observer_->calculate_qparams();
-    NoGradGuard ng;
-    scale_.set_data(qp.scale.to(x.device()));
-    zero_point_.set_data(qp.zero_point.to(x.device()));
+    stale_ = true;
   }
   if (!fake_quant_enabled_) return x;
+  MANTISSA_CHECK(observer_->has_data(), "FakeQuantize: fake quantization is on but the observer (", observer_->name(),
+                 ", ", observer_->spec().str(), ") has seen no data, so there are no qparams yet; keep the observer ",
+                 "enabled for at least one batch first");
+  if (stale_) refresh();
   const QSpec& spec = observer_->spec();
   Tensor s = scale_.device() == x.device() ? scale_ : scale_.to(x.device());
   Tensor z = zero_point_.device() == x.device() ? zero_point_ : zero_point_.to(x.device());
   if (spec.per_channel()) return fake_quantize_per_channel_affine(x, s, z, spec.axis, spec.qmin(), spec.qmax());
   return fake_quantize_per_tensor_affine(x, s, z, spec.qmin(), spec.qmax());
+}
+
+void FakeQuantize::refresh() const {
+  QParams qp = observer_->calculate_qparams();
+  NoGradGuard ng;
+  const Device d = scale_.device();
+  scale_.set_data(qp.scale.to(d));
+  zero_point_.set_data(qp.zero_point.to(d));
+  stale_ = false;
+}
+
+QParams FakeQuantize::qparams() const {
+  if (stale_) refresh();
+  return QParams{scale_, zero_point_, observer_->spec()};
 }
 
 std::string FakeQuantize::extra_repr() const {

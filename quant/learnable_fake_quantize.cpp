@@ -2,6 +2,7 @@
 // learning, zero point pinned to 0 for symmetric schemes, and the LSQ gradient scale.
 #include "quant/learnable_fake_quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -32,6 +33,32 @@ void LearnableFakeQuantize::enable_param_learning() {
   static_enabled_ = false;
   learning_enabled_ = true;
   fake_quant_enabled_ = true;
+}
+
+void LearnableFakeQuantize::enable_observer(bool on) {
+  const bool fq = fake_quant_enabled_;
+  if (on) enable_static_estimate();
+  else enable_param_learning();
+  fake_quant_enabled_ = fq;  // the fake-quant switch is the schedule's other knob
+}
+
+QParams LearnableFakeQuantize::qparams() const {
+  NoGradGuard ng;
+  const QSpec& spec = observer_->spec();
+  Tensor s = clamp(scale_.detach(), static_cast<double>(kScaleEps), std::nullopt).to(DType::F32).to(Device());
+  Tensor zf = zero_point_.detach().to(Device()).to(DType::F32).contiguous();
+  Tensor z = empty(zf.sizes(), TensorOptions(DType::I32));
+  for (int64_t i = 0; i < zf.numel(); ++i) {
+    // The learnable op rounds its F32 zero point half to even and clamps it (quant_round.h).
+    const float r = spec.scheme == QScheme::Symmetric ? 0.0f : std::nearbyint(zf.data<float>()[i]);
+    z.data<int32_t>()[i] = static_cast<int32_t>(
+        std::clamp(r, static_cast<float>(spec.qmin()), static_cast<float>(spec.qmax())));
+  }
+  if (!spec.per_channel()) {
+    s = s.reshape({});
+    z = z.reshape({});
+  }
+  return QParams{s, z, spec};
 }
 
 Tensor LearnableFakeQuantize::forward(const Tensor& x) {

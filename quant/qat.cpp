@@ -9,6 +9,7 @@
 #include "nn/linear.h"
 #include "nn/norm.h"
 #include "quant/observer.h"
+#include "quant/stubs.h"
 
 namespace mantissa::quant {
 
@@ -22,9 +23,9 @@ std::vector<nn::Module*> all_modules(nn::Module& model) {
   return out;
 }
 
-std::shared_ptr<FakeQuantize> make_checked(const std::function<std::shared_ptr<FakeQuantize>()>& factory,
-                                           const char* which) {
-  std::shared_ptr<FakeQuantize> fq = factory();
+std::shared_ptr<FakeQuantizeBase> make_checked(const std::function<std::shared_ptr<FakeQuantizeBase>()>& factory,
+                                               const char* which) {
+  std::shared_ptr<FakeQuantizeBase> fq = factory();
   MANTISSA_CHECK(fq != nullptr, "prepare_qat: the qconfig's ", which, " factory returned null");
   return fq;
 }
@@ -34,12 +35,12 @@ bool prepare_layer(Layer& layer, const QConfig& qconfig) {
   if (layer.weight_fake_quant() || layer.activation_post_process()) return false;
   const Device device = layer.weight.device();
   if (qconfig.weight) {
-    std::shared_ptr<FakeQuantize> w = make_checked(qconfig.weight, "weight");
+    std::shared_ptr<FakeQuantizeBase> w = make_checked(qconfig.weight, "weight");
     w->to(device);
     layer.set_weight_fake_quant(w);
   }
   if (qconfig.activation) {
-    std::shared_ptr<FakeQuantize> a = make_checked(qconfig.activation, "activation");
+    std::shared_ptr<FakeQuantizeBase> a = make_checked(qconfig.activation, "activation");
     a->to(device);
     layer.set_activation_post_process(a);
   }
@@ -47,10 +48,16 @@ bool prepare_layer(Layer& layer, const QConfig& qconfig) {
 }
 
 template <typename Layer>
-void collect_from(const Layer& layer, std::vector<std::shared_ptr<FakeQuantize>>& out) {
+void collect_from(const Layer& layer, std::vector<std::shared_ptr<FakeQuantizeBase>>& out) {
   for (const nn::ModulePtr& m : {layer.weight_fake_quant(), layer.activation_post_process()}) {
-    if (auto fq = std::dynamic_pointer_cast<FakeQuantize>(m)) out.push_back(std::move(fq));
+    if (auto fq = std::dynamic_pointer_cast<FakeQuantizeBase>(m)) out.push_back(std::move(fq));
   }
+}
+
+bool prepare_stub(QuantStub& stub, const QConfig& qconfig) {
+  if (stub.activation_post_process() || !qconfig.activation) return false;
+  stub.set_activation_post_process(make_checked(qconfig.activation, "activation"));
+  return true;
 }
 
 }  // namespace
@@ -79,18 +86,22 @@ int64_t prepare_qat(nn::Module& model, const QConfig& qconfig) {
       prepared += prepare_layer(*lin, qconfig);
     } else if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) {
       prepared += prepare_layer(*conv, qconfig);
+    } else if (auto* stub = dynamic_cast<QuantStub*>(m)) {
+      prepared += prepare_stub(*stub, qconfig);
     }
   }
   return prepared;
 }
 
-std::vector<std::shared_ptr<FakeQuantize>> attached_fake_quantizers(nn::Module& model) {
-  std::vector<std::shared_ptr<FakeQuantize>> out;
+std::vector<std::shared_ptr<FakeQuantizeBase>> attached_fake_quantizers(nn::Module& model) {
+  std::vector<std::shared_ptr<FakeQuantizeBase>> out;
   for (nn::Module* m : all_modules(model)) {
     if (auto* lin = dynamic_cast<nn::Linear*>(m)) {
       collect_from(*lin, out);
     } else if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) {
       collect_from(*conv, out);
+    } else if (auto* stub = dynamic_cast<QuantStub*>(m)) {
+      if (auto fq = std::dynamic_pointer_cast<FakeQuantizeBase>(stub->activation_post_process())) out.push_back(fq);
     }
   }
   return out;

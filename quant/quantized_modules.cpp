@@ -51,6 +51,14 @@ void check_input(const QTensor& x, const QParams& qp, const char* op) {
                  " zero point ", zp_of(qp));
 }
 
+// The conversion form takes whatever per-tensor qparams the input carries.
+void check_codes_of(const QTensor& x, const char* op) {
+  MANTISSA_CHECK(x.codes.defined() && x.codes.is_cpu(), op, ": expected CPU codes");
+  check_activation_qp(x.qp, op, "input");
+  MANTISSA_CHECK(x.codes.dtype() == code_dtype(x.qp.spec), op, ": ", x.codes.dtype(), " codes do not match ",
+                 x.qp.spec.str());
+}
+
 Tensor f32_contiguous(const Tensor& t) {
   NoGradGuard no_grad;
   Tensor c = t.detach().to(Device());
@@ -74,10 +82,6 @@ Tensor quantize_bias(const Tensor& bias, const Tensor& w_scale, float x_scale) {
                                             static_cast<double>(std::numeric_limits<int32_t>::max())));
   }
   return q;
-}
-
-kernels::Requant requant(const QParams& in, const Tensor& w_scale, const QParams& out) {
-  return kernels::Requant{scale_of(in), zp_of(in), w_scale, scale_of(out), zp_of(out)};
 }
 
 std::string qp_repr(const QParams& qp) {
@@ -113,67 +117,176 @@ QParams weight_qparams(const Tensor& weight) {
   return calculate_qparams(lo, hi, spec);
 }
 
+std::pair<Tensor, Tensor> quantize_weight(const Tensor& weight, const QParams& wq, const char* op) {
+  MANTISSA_CHECK(weight.defined() && weight.dim() >= 1 && weight.size(0) > 0, op, ": expected a weight with at least ",
+                 "one output channel");
+  MANTISSA_CHECK(wq.scale.defined() && wq.zero_point.defined(), op, ": weight qparams are not set");
+  MANTISSA_CHECK(wq.spec.dtype == QDType::Int8 || wq.spec.dtype == QDType::Int4, op,
+                 ": int8 kernels take int8 (or int4) weight codes, got ", wq.spec.str());
+  const int64_t c = weight.size(0);
+  MANTISSA_CHECK(!wq.spec.per_channel() || wq.spec.axis == 0, op, ": per-channel weight qparams must be along the ",
+                 "output channels (axis 0), got ", wq.spec.str());
+  Tensor zp = wq.zero_point.to(Device()).to(DType::I32).contiguous();
+  for (int64_t i = 0; i < zp.numel(); ++i)
+    MANTISSA_CHECK(zp.data<int32_t>()[i] == 0, op, ": int8 kernels take symmetric weights (zero point 0), got zero ",
+                   "point ", zp.data<int32_t>()[i], " (", wq.spec.str(), ")");
+  Tensor w = f32_contiguous(weight);
+  Tensor codes = quantize(w, QParams{wq.scale.to(Device()), wq.zero_point.to(Device()), wq.spec});
+  Tensor sc = wq.scale.to(Device()).to(DType::F32).contiguous();
+  Tensor scales = empty({c}, TensorOptions(DType::F32));
+  MANTISSA_CHECK(sc.numel() == 1 || sc.numel() == c, op, ": ", sc.numel(), " weight scales for ", c, " channels");
+  for (int64_t i = 0; i < c; ++i) scales.data<float>()[i] = sc.data<float>()[sc.numel() == 1 ? 0 : i];
+  if (codes.dtype() != DType::I8) codes = codes.to(DType::I8);
+  return {codes.contiguous(), scales};
+}
+
+namespace {
+
+void check_output_qp(const QParams& qp, const char* op) { check_activation_qp(qp, op, "output"); }
+
+// The output qparams as 0-d tensors registered under PyTorch's names.
+QParams register_output_qp(nn::Module& m, const QParams& qp) {
+  QParams r = qp;
+  r.scale = m.register_buffer("scale", qp.scale.to(Device()).to(DType::F32).reshape({}).clone());
+  r.zero_point = m.register_buffer("zero_point", qp.zero_point.to(Device()).to(DType::I32).reshape({}).clone());
+  return r;
+}
+
+// The quantized input of the conversion form: codes, their qparams, and checks.
+QTensor quantized_input(const Tensor& input, const char* op) {
+  MANTISSA_CHECK(input.defined(), op, ": the input is an undefined tensor");
+  MANTISSA_CHECK(input.is_quantized(), op, ": expected a quantized tensor, got a float ", input.dtype(),
+                 " tensor; put a quant::QuantStub where the model's float input enters (as in PyTorch), or ",
+                 "quantize it with quant::quantize_per_tensor");
+  return to_qtensor(input);
+}
+
+}  // namespace
+
 // ---- QuantizedLinear -------------------------------------------------------------------------
 
 QuantizedLinear::QuantizedLinear(const nn::Linear& linear, const QParams& in_qp, const QParams& out_qp)
-    : in_features(linear.options.in_features()), out_features(linear.options.out_features()),
-      input_qp(in_qp), output_qp(out_qp) {
+    : in_features(linear.options.in_features()), out_features(linear.options.out_features()), input_qp(in_qp) {
   check_activation_qp(in_qp, "QuantizedLinear", "input");
-  check_activation_qp(out_qp, "QuantizedLinear", "output");
-  const QParams wq = weight_qparams(linear.weight);
-  weight_codes = register_buffer("weight_codes", quantize(f32_contiguous(linear.weight), wq));
-  weight_scale = register_buffer("weight_scale", wq.scale.contiguous());
-  bias_codes = register_buffer("bias_codes", quantize_bias(linear.bias, weight_scale, scale_of(in_qp)));
+  check_output_qp(out_qp, "QuantizedLinear");
+  auto [codes, scales] = quantize_weight(linear.weight, weight_qparams(linear.weight), "QuantizedLinear");
+  weight_codes = register_buffer("weight", codes);
+  weight_scale = register_buffer("weight_scale", scales);
+  bias = register_buffer("bias", linear.bias.defined() ? f32_contiguous(linear.bias).clone() : Tensor());
+  bias_codes = quantize_bias(bias, weight_scale, scale_of(in_qp));
+  output_qp = register_output_qp(*this, out_qp);
 }
+
+QuantizedLinear::QuantizedLinear(const Tensor& weight, const Tensor& b, const QParams& weight_qp, const QParams& out_qp,
+                                 bool fused_relu)
+    : relu(fused_relu) {
+  constexpr const char* op = "QuantizedLinear";
+  MANTISSA_CHECK(weight.defined() && weight.dim() == 2, op, ": expected a weight [out, in], got ",
+                 weight.defined() ? shape_str(weight.sizes()) : "undefined");
+  in_features = weight.size(1);
+  out_features = weight.size(0);
+  MANTISSA_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == out_features), op, ": bias ", shape_str(b.sizes()),
+                 " does not match ", out_features, " outputs");
+  check_output_qp(out_qp, op);
+  auto [codes, scales] = quantize_weight(weight, weight_qp, op);
+  weight_codes = register_buffer("weight", codes);
+  weight_scale = register_buffer("weight_scale", scales);
+  bias = register_buffer("bias", b.defined() ? f32_contiguous(b).clone() : Tensor());
+  output_qp = register_output_qp(*this, out_qp);
+}
+
+namespace {
+// Shared by both forms: x codes [rows, K] with (x_scale, x_zp) -> output codes [rows, C].
+Tensor run_linear(const Tensor& x2, float x_scale, int32_t x_zp, const Tensor& w, const Tensor& w_scale,
+                  const Tensor& bias_codes, const QParams& out_qp, bool relu, kernels::QWeightCache* cache) {
+  Tensor out = empty({x2.size(0), w.size(0)}, TensorOptions(code_dtype(out_qp.spec)));
+  kernels::qlinear(out, x2, w, bias_codes, kernels::Requant{x_scale, x_zp, w_scale, scale_of(out_qp), zp_of(out_qp)},
+                   kernels::QGemmImpl::Auto, cache);
+  return relu ? quant::relu(QTensor{out, out_qp}).codes : out;
+}
+}  // namespace
 
 QTensor QuantizedLinear::forward(const QTensor& x) const {
   constexpr const char* op = "QuantizedLinear";
-  check_input(x, input_qp, op);
+  if (input_qp.scale.defined()) check_input(x, input_qp, op);
+  else check_codes_of(x, op);
   MANTISSA_CHECK(x.codes.dim() >= 1 && x.codes.size(-1) == in_features, op, ": expected input [..., ", in_features,
                  "], got ", shape_str(x.codes.sizes()));
   const int64_t rows = x.codes.numel() / in_features;
   Tensor x2 = x.codes.contiguous().view({rows, in_features});
-  Tensor out = empty({rows, out_features}, TensorOptions(code_dtype(output_qp.spec)));
-  kernels::qlinear(out, x2, weight_codes, bias_codes, requant(input_qp, weight_scale, output_qp));
+  const float xs = scale_of(x.qp);
+  Tensor bq = input_qp.scale.defined() ? bias_codes : quantize_bias(bias, weight_scale, xs);
+  Tensor out = run_linear(x2, xs, zp_of(x.qp), weight_codes, weight_scale, bq, output_qp, relu, weight_cache.get());
   Shape shape = x.codes.sizes();
   shape.back() = out_features;
   return QTensor{out.view(shape), output_qp};
 }
 
 Tensor QuantizedLinear::forward(const Tensor& input) {
-  return dequantize_tensor(forward(quantize_tensor(input, input_qp)));
+  if (input.defined() && input.is_quantized()) return to_tensor(forward(to_qtensor(input)));
+  if (input_qp.scale.defined()) return dequantize_tensor(forward(quantize_tensor(input, input_qp)));
+  return to_tensor(forward(quantized_input(input, "QuantizedLinear")));
 }
 
 std::string QuantizedLinear::extra_repr() const {
   std::ostringstream s;
-  s << "in_features=" << in_features << ", out_features=" << out_features << ", bias=" << (bias_codes.defined() ? "True" : "False")
-    << ", input(" << qp_repr(input_qp) << "), output(" << qp_repr(output_qp) << ")";
+  s << "in_features=" << in_features << ", out_features=" << out_features << ", bias=" << (bias.defined() ? "True" : "False");
+  if (input_qp.scale.defined()) s << ", input(" << qp_repr(input_qp) << ")";
+  s << ", output(" << qp_repr(output_qp) << ")";
+  if (relu) s << ", relu=True";
   return s.str();
 }
 
 // ---- QuantizedConv2d -------------------------------------------------------------------------
 
-QuantizedConv2d::QuantizedConv2d(const nn::Conv2d& conv, const QParams& in_qp, const QParams& out_qp)
-    : input_qp(in_qp), output_qp(out_qp) {
-  check_activation_qp(in_qp, "QuantizedConv2d", "input");
-  check_activation_qp(out_qp, "QuantizedConv2d", "output");
+namespace {
+kernels::Conv2dParams conv_params(const nn::Conv2d& conv) {
   const auto& o = conv.options;
-  params.stride_h = o.stride()[0];
-  params.stride_w = o.stride()[1];
-  params.pad_h = o.padding()[0];
-  params.pad_w = o.padding()[1];
-  params.dilation_h = o.dilation()[0];
-  params.dilation_w = o.dilation()[1];
-  params.groups = o.groups();
-  const QParams wq = weight_qparams(conv.weight);
-  weight_codes = register_buffer("weight_codes", quantize(f32_contiguous(conv.weight), wq));
-  weight_scale = register_buffer("weight_scale", wq.scale.contiguous());
-  bias_codes = register_buffer("bias_codes", quantize_bias(conv.bias, weight_scale, scale_of(in_qp)));
+  kernels::Conv2dParams p;
+  p.stride_h = o.stride()[0];
+  p.stride_w = o.stride()[1];
+  p.pad_h = o.padding()[0];
+  p.pad_w = o.padding()[1];
+  p.dilation_h = o.dilation()[0];
+  p.dilation_w = o.dilation()[1];
+  p.groups = o.groups();
+  return p;
+}
+}  // namespace
+
+QuantizedConv2d::QuantizedConv2d(const nn::Conv2d& conv, const QParams& in_qp, const QParams& out_qp)
+    : params(conv_params(conv)), input_qp(in_qp) {
+  check_activation_qp(in_qp, "QuantizedConv2d", "input");
+  check_output_qp(out_qp, "QuantizedConv2d");
+  auto [codes, scales] = quantize_weight(conv.weight, weight_qparams(conv.weight), "QuantizedConv2d");
+  weight_codes = register_buffer("weight", codes);
+  weight_scale = register_buffer("weight_scale", scales);
+  bias = register_buffer("bias", conv.bias.defined() ? f32_contiguous(conv.bias).clone() : Tensor());
+  bias_codes = quantize_bias(bias, weight_scale, scale_of(in_qp));
+  output_qp = register_output_qp(*this, out_qp);
+}
+
+QuantizedConv2d::QuantizedConv2d(const nn::Conv2d& conv, const Tensor& weight, const Tensor& b,
+                                 const QParams& weight_qp, const QParams& out_qp, bool fused_relu)
+    : params(conv_params(conv)), relu(fused_relu) {
+  constexpr const char* op = "QuantizedConv2d";
+  MANTISSA_CHECK(weight.defined() && weight.sizes() == conv.weight.sizes(), op, ": weight ",
+                 weight.defined() ? shape_str(weight.sizes()) : "undefined", " does not match the layer's ",
+                 shape_str(conv.weight.sizes()));
+  MANTISSA_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == weight.size(0)), op, ": bias ", shape_str(b.sizes()),
+                 " does not match ", weight.size(0), " output channels");
+  check_output_qp(out_qp, op);
+  auto [codes, scales] = quantize_weight(weight, weight_qp, op);
+  weight_codes = register_buffer("weight", codes);
+  weight_scale = register_buffer("weight_scale", scales);
+  bias = register_buffer("bias", b.defined() ? f32_contiguous(b).clone() : Tensor());
+  output_qp = register_output_qp(*this, out_qp);
 }
 
 QTensor QuantizedConv2d::forward(const QTensor& x) const {
   constexpr const char* op = "QuantizedConv2d";
-  check_input(x, input_qp, op);
+  if (input_qp.scale.defined()) check_input(x, input_qp, op);
+  else check_codes_of(x, op);
   const Shape& xs = x.codes.sizes();
   const Shape& ws = weight_codes.sizes();
   MANTISSA_CHECK(xs.size() == 4 && xs[1] == ws[1] * params.groups, op, ": expected input [N, ", ws[1] * params.groups,
@@ -182,14 +295,20 @@ QTensor QuantizedConv2d::forward(const QTensor& x) const {
   const int64_t wo = (xs[3] + 2 * params.pad_w - params.dilation_w * (ws[3] - 1) - 1) / params.stride_w + 1;
   MANTISSA_CHECK(ho >= 1 && wo >= 1, op, ": input ", shape_str(xs), " is smaller than the (dilated) kernel ",
                  shape_str(ws));
+  const float x_scale = scale_of(x.qp);
+  Tensor bq = input_qp.scale.defined() ? bias_codes : quantize_bias(bias, weight_scale, x_scale);
   Tensor out = empty({xs[0], ws[0], ho, wo}, TensorOptions(code_dtype(output_qp.spec)));
-  kernels::qconv2d(out, x.codes.contiguous(), weight_codes, bias_codes, params,
-                   requant(input_qp, weight_scale, output_qp));
+  kernels::qconv2d(out, x.codes.contiguous(), weight_codes, bq, params,
+                   kernels::Requant{x_scale, zp_of(x.qp), weight_scale, scale_of(output_qp), zp_of(output_qp)},
+                   kernels::QGemmImpl::Auto, weight_cache.get());
+  if (relu) out = quant::relu(QTensor{out, output_qp}).codes;
   return QTensor{out, output_qp};
 }
 
 Tensor QuantizedConv2d::forward(const Tensor& input) {
-  return dequantize_tensor(forward(quantize_tensor(input, input_qp)));
+  if (input.defined() && input.is_quantized()) return to_tensor(forward(to_qtensor(input)));
+  if (input_qp.scale.defined()) return dequantize_tensor(forward(quantize_tensor(input, input_qp)));
+  return to_tensor(forward(quantized_input(input, "QuantizedConv2d")));
 }
 
 std::string QuantizedConv2d::extra_repr() const {
@@ -198,8 +317,10 @@ std::string QuantizedConv2d::extra_repr() const {
   s << ws[1] * params.groups << ", " << ws[0] << ", kernel_size=(" << ws[2] << ", " << ws[3] << "), stride=("
     << params.stride_h << ", " << params.stride_w << "), padding=(" << params.pad_h << ", " << params.pad_w
     << "), dilation=(" << params.dilation_h << ", " << params.dilation_w << "), groups=" << params.groups
-    << ", bias=" << (bias_codes.defined() ? "True" : "False") << ", input(" << qp_repr(input_qp) << "), output("
-    << qp_repr(output_qp) << ")";
+    << ", bias=" << (bias.defined() ? "True" : "False");
+  if (input_qp.scale.defined()) s << ", input(" << qp_repr(input_qp) << ")";
+  s << ", output(" << qp_repr(output_qp) << ")";
+  if (relu) s << ", relu=True";
   return s.str();
 }
 

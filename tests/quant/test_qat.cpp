@@ -62,9 +62,9 @@ Tensor manual_layer(const Tensor& weight, const Op& op) {
 TEST(Qat, PreparedMnistCnnMatchesManualFakeQuantization) {
   manual_seed(0);
   auto model = std::make_shared<examples::MnistCnn>();
-  EXPECT_EQ(quant::prepare_qat(*model), 4);
+  EXPECT_EQ(quant::prepare_qat(*model), 5);  // four layers and the input QuantStub
   EXPECT_EQ(quant::prepare_qat(*model), 0);  // idempotent: already prepared layers are left alone
-  EXPECT_EQ(quant::attached_fake_quantizers(*model).size(), 8u);
+  EXPECT_EQ(quant::attached_fake_quantizers(*model).size(), 9u);
   model->eval();  // dropout off; fake quantizers keep observing (their switches, not the mode, decide)
 
   Tensor conv1_in, fc2_in;
@@ -81,7 +81,7 @@ TEST(Qat, PreparedMnistCnnMatchesManualFakeQuantization) {
 
   Conv2dOptions copt;  // conv1: stride 1, no padding
   Tensor expect_conv1 = manual_layer(model->conv1->weight,
-                                     [&](const Tensor& w) { return conv2d(x, w, model->conv1->bias, copt); });
+                                     [&](const Tensor& w) { return conv2d(conv1_in, w, model->conv1->bias, copt); });
   Tensor got_conv1 = (*model->conv1)(conv1_in);  // second batch: same data, the moving average stays put
   EXPECT_TRUE(bit_equal(got_conv1, expect_conv1));
 
