@@ -176,72 +176,35 @@ std::string QuantizedLinearDynamic::extra_repr() const {
 
 // ---- quantize_dynamic ------------------------------------------------------------------------
 
-namespace {
-
-struct Site {
-  std::shared_ptr<nn::Linear> linear;
-  std::vector<std::pair<nn::Module*, std::string>> slots;  // (parent, child name) registrations
-  std::string path;                                       // first dotted name, for errors
-};
-
-bool is_plain_linear(const nn::Module& m) { return typeid(m) == typeid(nn::Linear); }
-
-void collect(nn::Module& parent, const std::string& prefix, std::map<nn::Module*, Site>& sites,
-             std::vector<nn::Module*>& order, std::set<nn::Module*>& visited) {
-  if (!visited.insert(&parent).second) return;  // a shared container is walked once
-  // Walked by index over a fresh listing each step so no extra copies of the children outlive
-  // the use-count check below.
-  const size_t n = parent.named_children().size();
-  for (size_t i = 0; i < n; ++i) {
-    std::string name;
-    nn::Module* raw = nullptr;
-    {
-      auto kids = parent.named_children();
-      name = kids[i].first;
-      raw = kids[i].second.get();
-      const std::string path = prefix.empty() ? name : prefix + "." + name;
-      if (is_plain_linear(*raw)) {
-        auto it = sites.find(raw);
-        if (it == sites.end()) {
-          it = sites.emplace(raw, Site{std::static_pointer_cast<nn::Linear>(kids[i].second), {}, path}).first;
-          order.push_back(raw);
-        }
-        it->second.slots.emplace_back(&parent, name);
-        continue;
-      }
-    }
-    collect(*raw, prefix.empty() ? name : prefix + "." + name, sites, order, visited);
+int64_t quantize_dynamic(nn::Module& model) {
+  // Collected first (model itself included), converted after: set_quantized registers a child,
+  // which the walk must not see mid-iteration. A Linear shared by several parents is one object,
+  // visited once, so it becomes one shared int8 layer.
+  std::vector<nn::Linear*> linears;
+  model.apply([&](nn::Module& m) {
+    auto* lin = dynamic_cast<nn::Linear*>(&m);
+    if (lin && typeid(m) == typeid(nn::Linear) && !lin->quantized() &&
+        std::find(linears.begin(), linears.end(), lin) == linears.end())
+      linears.push_back(lin);
+  });
+  for (nn::Linear* lin : linears) {
+    MANTISSA_CHECK(!lin->weight_fake_quant() && !lin->activation_post_process(),
+                   "quantize_dynamic: a Linear carries fake quantizers (prepared for QAT or static PTQ); use "
+                   "quant::convert for it instead. Nothing was changed");
   }
-}
-
-}  // namespace
-
-void quantize_dynamic(nn::Module& model, bool strict) {
-  MANTISSA_CHECK(!is_plain_linear(model), "quantize_dynamic: the model is itself an nn::Linear and cannot replace ",
-                 "itself; construct QuantizedLinearDynamic(linear) directly");
-  std::map<nn::Module*, Site> sites;
-  std::vector<nn::Module*> order;
-  std::set<nn::Module*> visited;
-  collect(model, "", sites, order, visited);
-  if (strict) {
-    for (nn::Module* key : order) {
-      const Site& s = sites.at(key);
-      // Owners: each registry slot, plus the one handle held in `sites`.
-      const long expected = static_cast<long>(s.slots.size()) + 1;
-      MANTISSA_CHECK(s.linear.use_count() <= expected, "quantize_dynamic: Linear '", s.path,
-                     "' is also held outside the module registry (", s.linear.use_count() - expected,
-                     " extra reference(s), e.g. a typed member pointer such as std::shared_ptr<nn::Linear> that ",
-                     "forward() calls directly); replacing the registered child would leave that path running the ",
-                     "float layer. Nothing was changed. Route forward() through the registry (nn::Sequential) or ",
-                     "call quantize_dynamic(model, /*strict=*/false) if the extra handle is not used by forward()");
-    }
-  }
-  // Everything is built before anything is replaced, so a failing construction changes nothing.
+  // Everything is built before anything changes, so a failing construction changes nothing.
   std::vector<std::shared_ptr<QuantizedLinearDynamic>> built;
-  built.reserve(order.size());
-  for (nn::Module* key : order) built.push_back(std::make_shared<QuantizedLinearDynamic>(*sites.at(key).linear));
-  for (size_t i = 0; i < order.size(); ++i)
-    for (auto& [parent, name] : sites.at(order[i]).slots) parent->replace_module(name, built[i]);
+  built.reserve(linears.size());
+  for (nn::Linear* lin : linears) built.push_back(std::make_shared<QuantizedLinearDynamic>(*lin));
+  for (size_t i = 0; i < linears.size(); ++i) {
+    nn::Linear& lin = *linears[i];
+    if (lin.has_parameter("weight")) lin.remove_parameter("weight");
+    if (lin.has_parameter("bias")) lin.remove_parameter("bias");
+    lin.weight = Tensor();
+    lin.bias = Tensor();
+    lin.set_quantized(built[i]);
+  }
+  return static_cast<int64_t>(linears.size());
 }
 
 }  // namespace mantissa::quant

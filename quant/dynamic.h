@@ -1,7 +1,7 @@
 // Dynamic post-training quantization (torch.ao.nn.quantized.dynamic numerics): QuantizedLinearDynamic
 // keeps per-channel symmetric int8 weights quantized once and quantizes each batch of activations
 // on the fly (uint8 affine, qparams from that batch's min/max), returning F32; quantize_dynamic
-// swaps a model's registered nn::Linear children for it.
+// converts a model's nn::Linear layers to it in place.
 #pragma once
 
 #include <memory>
@@ -50,18 +50,14 @@ class QuantizedLinearDynamic : public nn::Module {
   std::shared_ptr<kernels::QWeightCache> weight_cache = std::make_shared<kernels::QWeightCache>();
 };
 
-// Replaces, recursively and in place, every registered child that is exactly an nn::Linear (not
-// a subclass) by a QuantizedLinearDynamic built from it, through Module::replace_module. Only the
-// registry changes: a model whose forward() calls a typed member pointer
-// (std::shared_ptr<nn::Linear> fc1 = register_module("fc1", ...)) directly would keep calling the
-// old float module. That cannot be told apart from the caller keeping a handle of its own, so
-// with strict = true (default) the pass first checks every Linear it would replace and throws,
-// changing nothing, when any of them is referenced from outside the module registry (its
-// shared_ptr use count is higher than the registry's); the Error names the module. Containers
-// that reach their children through the registry (nn::Sequential and friends) convert cleanly.
-// strict = false replaces anyway (the caller vouches that forward() goes through the registry).
-// A Linear registered under several names (shared) is replaced by one shared dynamic module.
-// The model itself is never replaced (a bare nn::Linear passed as the model is refused).
-void quantize_dynamic(nn::Module& model, bool strict = true);
+// Converts, in place, every nn::Linear reachable from model (model itself included; exactly
+// nn::Linear, not a subclass; not already quantized) into the int8 dynamic layer: the Linear keeps
+// its place, so a forward() that calls typed member pointers (std::shared_ptr<nn::Linear> fc1)
+// runs the int8 layer too. Its float weight and bias leave the registry and state_dict, the
+// QuantizedLinearDynamic is registered as its child "quantized" (state_dict: fc1.quantized.weight
+// codes, .weight_scale, .bias) and Linear::forward hands the input to it. A Linear with fake
+// quantizers attached (prepare / prepare_qat) is refused, changing nothing: quant::convert is for
+// those. Returns the number of layers converted (0 the second time).
+int64_t quantize_dynamic(nn::Module& model);
 
 }  // namespace mantissa::quant
