@@ -65,6 +65,10 @@ Tensor with_quant_meta_of(const Tensor& codes, const Tensor& like) {
 
 Tensor quantized_relu(const Tensor& q) {
   check_quantized(q, "relu", "the input");
+  // A zero point at the lowest code (uint8 with zero point 0: the output of a ReLU-fused layer,
+  // whose observer saw no negative value) makes max(q, zp) = q for every code: return q itself.
+  const int32_t lowest = q.dtype() == DType::U8 ? 0 : -128;
+  if (q.q_zero_point() <= lowest) return q;
   Tensor out = empty(q.sizes(), TensorOptions(q.dtype()).device(q.device()));
   kernels::quantized_relu(out, int_repr(q), q.q_zero_point());
   return with_quant_meta_of(out, q);

@@ -24,6 +24,7 @@ Tensor int_repr(const Tensor& q);
 Tensor quantized_add(const Tensor& a, const Tensor& b, float scale, int32_t zero_point, bool relu = false);
 
 // relu on a quantized tensor: codes max(q, zero_point), same qparams (what relu(x) dispatches to).
+// When the zero point is the lowest code, every code already is >= it and q itself is returned.
 Tensor quantized_relu(const Tensor& q);
 
 // "quint8" / "qint8", PyTorch's names for the dtype of a quantized tensor with U8 / I8 codes.

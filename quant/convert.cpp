@@ -152,9 +152,9 @@ int64_t convert(nn::Module& model) {
       converted += convert_linear(*lin, path);
     } else if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) {
       converted += convert_conv(*conv, path);
-    } else if (auto* stub = dynamic_cast<QuantStub*>(m)) {
+    } else if (auto* stub = dynamic_cast<OutputQuantizer*>(m)) {
       if (!stub->converted() && stub->activation_post_process()) {
-        stub->convert(output_qparams_for(stub->activation_post_process(), ("QuantStub '" + path + "'").c_str()));
+        stub->convert(output_qparams_for(stub->activation_post_process(), (stub->name() + " '" + path + "'").c_str()));
         ++converted;
       }
     }

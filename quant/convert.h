@@ -31,7 +31,8 @@ QConfig default_qconfig();
 int64_t prepare(nn::Module& model, const QConfig& qconfig = default_qconfig());
 
 // Converts, in place, every prepared nn::Linear / nn::Conv2d (one with an activation_post_process)
-// into a QuantizedLinear / QuantizedConv2d and every prepared QuantStub into a quantizer:
+// into a QuantizedLinear / QuantizedConv2d, every prepared QuantStub into a quantizer and every
+// prepared FloatFunctional into a quantized add (quant/stubs.h):
 //   weights: quantized with the weight fake quantizer's qparams (QAT: the ones fake quantization
 //            trained with; PTQ: its observer's, which saw the weight in every calibration forward;
 //            observed now if it never ran), which must be symmetric (zero point 0);

@@ -54,7 +54,7 @@ void collect_from(const Layer& layer, std::vector<std::shared_ptr<FakeQuantizeBa
   }
 }
 
-bool prepare_stub(QuantStub& stub, const QConfig& qconfig) {
+bool prepare_stub(OutputQuantizer& stub, const QConfig& qconfig) {
   if (stub.activation_post_process() || !qconfig.activation) return false;
   stub.set_activation_post_process(make_checked(qconfig.activation, "activation"));
   return true;
@@ -86,7 +86,7 @@ int64_t prepare_qat(nn::Module& model, const QConfig& qconfig) {
       prepared += prepare_layer(*lin, qconfig);
     } else if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) {
       prepared += prepare_layer(*conv, qconfig);
-    } else if (auto* stub = dynamic_cast<QuantStub*>(m)) {
+    } else if (auto* stub = dynamic_cast<OutputQuantizer*>(m)) {
       prepared += prepare_stub(*stub, qconfig);
     }
   }
@@ -100,7 +100,7 @@ std::vector<std::shared_ptr<FakeQuantizeBase>> attached_fake_quantizers(nn::Modu
       collect_from(*lin, out);
     } else if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) {
       collect_from(*conv, out);
-    } else if (auto* stub = dynamic_cast<QuantStub*>(m)) {
+    } else if (auto* stub = dynamic_cast<OutputQuantizer*>(m)) {
       if (auto fq = std::dynamic_pointer_cast<FakeQuantizeBase>(stub->activation_post_process())) out.push_back(fq);
     }
   }

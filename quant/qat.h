@@ -28,13 +28,15 @@ QConfig default_qat_qconfig();
 
 // Attaches qconfig.weight() as weight_fake_quant and qconfig.activation() as
 // activation_post_process to every nn::Linear and nn::Conv2d reachable from model (model itself
-// included), moved to the layer's weight device, and qconfig.activation() to every quant::QuantStub. Layers that already carry a fake quantizer are
+// included), moved to the layer's weight device, and qconfig.activation() to every
+// quant::QuantStub and quant::FloatFunctional (quant/stubs.h). Layers that already carry a fake quantizer are
 // left as they are, so calling it twice changes nothing. Returns the number of layers prepared.
-// Like PyTorch's prepare_qat it quantizes each layer's output, not its input: the model input
-// stays float. A null factory skips that half (weight-only or activation-only QAT).
+// Like PyTorch's prepare_qat it quantizes each layer's output, not its input: the model input is
+// quantized only where a QuantStub says so. A null factory skips that half (weight-only or
+// activation-only QAT).
 int64_t prepare_qat(nn::Module& model, const QConfig& qconfig = default_qat_qconfig());
 
-// Every fake quantizer attached to a layer or QuantStub of model (weight and output ones), in
+// Every fake quantizer attached to a layer, QuantStub or FloatFunctional of model (weight and output ones), in
 // module order.
 std::vector<std::shared_ptr<FakeQuantizeBase>> attached_fake_quantizers(nn::Module& model);
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/kernels/qgemm.h"
+#include "core/kernels/qtensor_ops.h"
 
 namespace mantissa::quant {
 
@@ -42,7 +43,7 @@ void check_activation_qp(const QParams& qp, const char* op, const char* which) {
 
 // The codes a module is fed must be the ones its input qparams describe.
 void check_input(const QTensor& x, const QParams& qp, const char* op) {
-  MANTISSA_CHECK(x.codes.defined() && x.codes.is_cpu(), op, ": expected CPU codes");
+  MANTISSA_CHECK(x.codes.defined(), op, ": the input codes are undefined");
   MANTISSA_CHECK(x.codes.dtype() == code_dtype(qp.spec), op, ": expected ", code_dtype(qp.spec),
                  " codes for input qparams ", qp.spec.str(), ", got ", x.codes.dtype());
   check_activation_qp(x.qp, op, "input");
@@ -53,7 +54,7 @@ void check_input(const QTensor& x, const QParams& qp, const char* op) {
 
 // The conversion form takes whatever per-tensor qparams the input carries.
 void check_codes_of(const QTensor& x, const char* op) {
-  MANTISSA_CHECK(x.codes.defined() && x.codes.is_cpu(), op, ": expected CPU codes");
+  MANTISSA_CHECK(x.codes.defined(), op, ": the input codes are undefined");
   check_activation_qp(x.qp, op, "input");
   MANTISSA_CHECK(x.codes.dtype() == code_dtype(x.qp.spec), op, ": ", x.codes.dtype(), " codes do not match ",
                  x.qp.spec.str());
@@ -67,13 +68,15 @@ Tensor f32_contiguous(const Tensor& t) {
 }
 
 // q_b[c] = rint(b[c] / (x_scale * w_scale[c])), the product in F32 as the kernel's multiplier uses it.
-Tensor quantize_bias(const Tensor& bias, const Tensor& w_scale, float x_scale) {
+// Computed on the host (C values) and placed on `device`, where the layer runs.
+Tensor quantize_bias(const Tensor& bias, const Tensor& w_scale, float x_scale, Device device = Device()) {
   if (!bias.defined()) return Tensor();
   Tensor b = f32_contiguous(bias);
+  Tensor wsc = f32_contiguous(w_scale);
   const int64_t c = b.numel();
   Tensor q = empty({c}, TensorOptions(DType::I32));
   const float* bp = b.data<float>();
-  const float* ws = w_scale.data<float>();
+  const float* ws = wsc.data<float>();
   int32_t* qp = q.data<int32_t>();
   for (int64_t i = 0; i < c; ++i) {
     const double v = rint(static_cast<double>(bp[i]) / static_cast<double>(x_scale * ws[i]));
@@ -81,7 +84,21 @@ Tensor quantize_bias(const Tensor& bias, const Tensor& w_scale, float x_scale) {
     qp[i] = static_cast<int32_t>(std::clamp(v, static_cast<double>(std::numeric_limits<int32_t>::min()),
                                             static_cast<double>(std::numeric_limits<int32_t>::max())));
   }
-  return q;
+  return device.is_cpu() ? q : q.to(device);
+}
+
+// Both devices: the layer's weights and its input must be on one.
+void check_device(const Tensor& codes, const Tensor& weight_codes, const char* op) {
+  MANTISSA_CHECK(codes.device() == weight_codes.device(), op, ": the input is on ", codes.device(),
+                 " but the layer's int8 weights are on ", weight_codes.device(), "; move one with .to()");
+}
+
+// A fused ReLU on output codes: max(q, zero point), on the codes' device.
+Tensor floor_at_zero_point(const Tensor& codes, int32_t zp) {
+  if (zp <= (codes.dtype() == DType::U8 ? 0 : -128)) return codes;  // nothing below the zero point
+  Tensor r = empty(codes.sizes(), TensorOptions(codes.dtype()).device(codes.device()));
+  kernels::quantized_relu(r, codes, zp);
+  return r;
 }
 
 std::string qp_repr(const QParams& qp) {
@@ -199,10 +216,10 @@ namespace {
 // Shared by both forms: x codes [rows, K] with (x_scale, x_zp) -> output codes [rows, C].
 Tensor run_linear(const Tensor& x2, float x_scale, int32_t x_zp, const Tensor& w, const Tensor& w_scale,
                   const Tensor& bias_codes, const QParams& out_qp, bool relu, kernels::QWeightCache* cache) {
-  Tensor out = empty({x2.size(0), w.size(0)}, TensorOptions(code_dtype(out_qp.spec)));
+  Tensor out = empty({x2.size(0), w.size(0)}, TensorOptions(code_dtype(out_qp.spec)).device(x2.device()));
   kernels::qlinear(out, x2, w, bias_codes, kernels::Requant{x_scale, x_zp, w_scale, scale_of(out_qp), zp_of(out_qp)},
                    kernels::QGemmImpl::Auto, cache);
-  return relu ? quant::relu(QTensor{out, out_qp}).codes : out;
+  return relu ? floor_at_zero_point(out, zp_of(out_qp)) : out;
 }
 }  // namespace
 
@@ -212,10 +229,12 @@ QTensor QuantizedLinear::forward(const QTensor& x) const {
   else check_codes_of(x, op);
   MANTISSA_CHECK(x.codes.dim() >= 1 && x.codes.size(-1) == in_features, op, ": expected input [..., ", in_features,
                  "], got ", shape_str(x.codes.sizes()));
+  check_device(x.codes, weight_codes, op);
   const int64_t rows = x.codes.numel() / in_features;
   Tensor x2 = x.codes.contiguous().view({rows, in_features});
   const float xs = scale_of(x.qp);
-  Tensor bq = input_qp.scale.defined() ? bias_codes : quantize_bias(bias, weight_scale, xs);
+  // Quantized per call (C values): follows load_state_dict and the layer's device.
+  Tensor bq = quantize_bias(bias, weight_scale, xs, x.codes.device());
   Tensor out = run_linear(x2, xs, zp_of(x.qp), weight_codes, weight_scale, bq, output_qp, relu, weight_cache.get());
   Shape shape = x.codes.sizes();
   shape.back() = out_features;
@@ -295,13 +314,14 @@ QTensor QuantizedConv2d::forward(const QTensor& x) const {
   const int64_t wo = (xs[3] + 2 * params.pad_w - params.dilation_w * (ws[3] - 1) - 1) / params.stride_w + 1;
   MANTISSA_CHECK(ho >= 1 && wo >= 1, op, ": input ", shape_str(xs), " is smaller than the (dilated) kernel ",
                  shape_str(ws));
+  check_device(x.codes, weight_codes, op);
   const float x_scale = scale_of(x.qp);
-  Tensor bq = input_qp.scale.defined() ? bias_codes : quantize_bias(bias, weight_scale, x_scale);
-  Tensor out = empty({xs[0], ws[0], ho, wo}, TensorOptions(code_dtype(output_qp.spec)));
+  Tensor bq = quantize_bias(bias, weight_scale, x_scale, x.codes.device());
+  Tensor out = empty({xs[0], ws[0], ho, wo}, TensorOptions(code_dtype(output_qp.spec)).device(x.codes.device()));
   kernels::qconv2d(out, x.codes.contiguous(), weight_codes, bq, params,
                    kernels::Requant{x_scale, zp_of(x.qp), weight_scale, scale_of(output_qp), zp_of(output_qp)},
                    kernels::QGemmImpl::Auto, weight_cache.get());
-  if (relu) out = quant::relu(QTensor{out, output_qp}).codes;
+  if (relu) out = floor_at_zero_point(out, zp_of(output_qp));
   return QTensor{out, output_qp};
 }
 

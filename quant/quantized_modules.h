@@ -49,7 +49,8 @@ class QuantizedLinear : public nn::Module {
   Tensor weight_codes;  // I8 [out, in]
   Tensor weight_scale;  // F32 [out]
   Tensor bias;          // F32 [out], undefined without bias
-  Tensor bias_codes;    // I32 [out] for the fixed input qparams; undefined in the conversion form
+  Tensor bias_codes;    // I32 [out] for input_qp at construction (fixed form; forward requantizes the
+                        // bias from `bias` on every call, so a loaded state_dict takes effect)
   QParams input_qp;     // fixed form only (scale undefined in the conversion form)
   QParams output_qp;
   bool relu = false;  // weight_codes packed for oneDNN, kept between calls (repacked when they change).

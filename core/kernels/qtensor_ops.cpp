@@ -29,6 +29,24 @@ void quantized_relu(const Tensor& out, const Tensor& x, int32_t zero_point) {
   });
 }
 
+namespace {
+// The common 2x2 / stride-2 window with every window inside the input: two rows, pairwise maxima,
+// no bounds tests, so the compiler vectorizes it (the generic loop runs ~10x slower on codes).
+template <typename T>
+void qmax_pool_2x2_plane(const T* __restrict src, T* __restrict dst, int64_t w, int64_t ho, int64_t wo) {
+  for (int64_t oy = 0; oy < ho; ++oy) {
+    const T* r0 = src + 2 * oy * w;
+    const T* r1 = r0 + w;
+    T* d = dst + oy * wo;
+    for (int64_t ox = 0; ox < wo; ++ox) {
+      const T a = std::max(r0[2 * ox], r0[2 * ox + 1]);
+      const T b = std::max(r1[2 * ox], r1[2 * ox + 1]);
+      d[ox] = std::max(a, b);
+    }
+  }
+}
+}  // namespace
+
 void quantized_max_pool2d(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
   constexpr const char* op = "quantized max_pool2d";
   if (operands_on_cuda(op, {&out, &x})) {
@@ -47,10 +65,16 @@ void quantized_max_pool2d(const Tensor& out, const Tensor& x, const Pool2dParams
     const T* xp = x.data<T>();
     T* op_ = out.data<T>();
     const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, h * w));
+    const bool fast2x2 = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
+                         p.pad_w == 0 && 2 * ho <= h && 2 * wo <= w;
     parallel_for(planes, grain, [&](int64_t b, int64_t e) {
       for (int64_t pl = b; pl < e; ++pl) {
         const T* src = xp + pl * h * w;
         T* dst = op_ + pl * ho * wo;
+        if (fast2x2) {
+          qmax_pool_2x2_plane(src, dst, w, ho, wo);
+          continue;
+        }
         for (int64_t oy = 0; oy < ho; ++oy) {
           // The window clipped to the input: padded positions are skipped, never compared.
           const int64_t y0 = oy * p.stride_h - p.pad_h;

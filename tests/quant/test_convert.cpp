@@ -15,6 +15,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "core/generator.h"
+#include "core/kernels/device_memory.h"
 #include "core/quantized.h"
 #include "nn/nn.h"
 #include "nn/safetensors.h"
@@ -299,6 +300,82 @@ TEST(Convert, LearnableFakeQuantizeFollowsTheSchedule) {
   const float learned = l->scale().item<float>();
   quant::convert(*net);
   EXPECT_FLOAT_EQ(output_step(*net), learned);
+}
+
+// A residual block: the add of two activations goes through quant::FloatFunctional, so the
+// converted model adds quantized tensors into the add's own observed qparams.
+class ResidualNet : public nn::Module {
+ public:
+  ResidualNet() {
+    quant = register_module("quant", std::make_shared<quant::QuantStub>());
+    fc1 = register_module("fc1", std::make_shared<nn::Linear>(12, 12));
+    fc2 = register_module("fc2", std::make_shared<nn::Linear>(12, 12));
+    skip = register_module("skip", std::make_shared<quant::FloatFunctional>());
+    head = register_module("head", std::make_shared<nn::Linear>(12, 5));
+    dequant = register_module("dequant", std::make_shared<quant::DeQuantStub>());
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor h = (*quant)(x);
+    Tensor r = (*fc2)(relu((*fc1)(h)));
+    return (*dequant)((*head)(skip->add_relu(h, r)));
+  }
+  std::shared_ptr<quant::QuantStub> quant;
+  std::shared_ptr<nn::Linear> fc1, fc2, head;
+  std::shared_ptr<quant::FloatFunctional> skip;
+  std::shared_ptr<quant::DeQuantStub> dequant;
+};
+
+TEST(Convert, QuantizedAddThroughFloatFunctional) {
+  default_generator().manual_seed(21);
+  auto net = std::make_shared<ResidualNet>();
+  net->eval();
+  Tensor x = randn({64, 12});
+  Tensor float_out = (*net)(x);
+  EXPECT_EQ(quant::prepare(*net), 5);  // stub, three layers, the add
+  EXPECT_TRUE(bit_equal((*net)(x), float_out));  // observing changes nothing
+  {
+    NoGradGuard ng;
+    for (uint64_t i = 0; i < 4; ++i) {
+      default_generator().manual_seed(30 + i);
+      (*net)(randn({32, 12}));
+    }
+  }
+  freeze_and_fake_quantize(*net);
+  Tensor ref = (*net)(x);
+  EXPECT_EQ(quant::convert(*net), 5);
+  const nn::NamedTensors sd = net->state_dict();
+  std::map<std::string, Tensor> by_name(sd.begin(), sd.end());
+  EXPECT_TRUE(by_name.count("skip.scale") && by_name.count("skip.zero_point"));
+  Tensor y = (*net)(x);
+  auto q = std::dynamic_pointer_cast<quant::QuantizedLinear>(net->head->quantized());
+  const Agreement a = agreement(ref, y, q->output_qp.scale.item<float>());
+  std::printf("int8 residual vs fake quant: %.4f%% equal, max %.3f output steps\n", 100 * a.exact, a.max_steps);
+  EXPECT_GE(a.exact, 0.95);
+  EXPECT_LE(a.max_steps, 1.0 + 1e-4);
+  // Converted, the add takes quantized tensors only.
+  EXPECT_THROW(net->skip->add(x, x), Error);
+  EXPECT_THROW((*net->skip)(x), Error);
+}
+
+// The converted model on a GPU gives the CPU's codes: every int8 kernel is exact integer
+// arithmetic plus one F32 rounding, the same on both devices.
+TEST(ConvertCuda, Int8ModelMatchesCpu) {
+  if (kernels::cuda_device_count() == 0) GTEST_SKIP() << kernels::cuda_unavailable_reason();
+  default_generator().manual_seed(13);
+  auto net = std::make_shared<Net>();
+  net->eval();
+  fuse_relus(*net);
+  quant::prepare(*net);
+  {
+    NoGradGuard ng;
+    for (uint64_t i = 0; i < 3; ++i) (*net)(batch(16, 40 + i));
+  }
+  quant::convert(*net);
+  Tensor x = batch(32, 77);
+  Tensor cpu_out = (*net)(x);
+  net->to(Device("cuda"));
+  Tensor gpu_out = (*net)(x.to(Device("cuda"))).to(Device());
+  EXPECT_TRUE(bit_equal(cpu_out, gpu_out));
 }
 
 TEST(Convert, Errors) {

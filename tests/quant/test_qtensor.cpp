@@ -194,6 +194,13 @@ TEST(QTensor, ReluMatchesQTensorReluAndKeepsMeta) {
     EXPECT_EQ(to_vector<float>(quant::dequantize(r)), to_vector<float>(relu(quant::dequantize(q))));
     EXPECT_FALSE(r.requires_grad());
   }
+  // Zero point at the lowest code: nothing lies below it, relu is the identity (no copy).
+  for (DType dt : {DType::U8, DType::I8}) {
+    Tensor q = make_per_tensor_quantized(random_codes({4, 6}, dt, 5), 0.1f, dt == DType::U8 ? 0 : -128);
+    Tensor r = relu(q);
+    EXPECT_EQ(codes_of(r), codes_of(q));
+    EXPECT_EQ(codes_of(r), codes_of(quant::relu(quant::to_qtensor(q)).codes));
+  }
 }
 
 TEST(QTensor, MaxPool2dMatchesQTensorPathAndFloatPooling) {
@@ -219,6 +226,10 @@ TEST(QTensor, MaxPool2dMatchesQTensorPathAndFloatPooling) {
     Tensor qt = q.transpose(2, 3);
     EXPECT_EQ(to_vector<float>(quant::dequantize(max_pool2d(qt, {2, 2}))),
               to_vector<float>(max_pool2d(quant::dequantize(qt), {2, 2})));
+    // The 2x2 / stride-2 fast path (odd sizes: the last row and column are dropped) against the
+    // generic loop of the QTensor path.
+    Tensor q2 = make_per_tensor_quantized(random_codes({3, 5, 9, 11}, dt, 8), 0.5f, 0);
+    EXPECT_EQ(codes_of(max_pool2d(q2, {2, 2})), codes_of(quant::max_pool2d(quant::to_qtensor(q2), {2, 2}).codes));
   }
   Tensor q = make_per_tensor_quantized(random_codes({1, 1, 4, 4}, DType::U8, 4), 0.1f, 0);
   EXPECT_NE(error_of([&] { max_pool2d(q, {2, 2}, {}, {2, 2}); }).find("pad should be at most half"), std::string::npos);
