@@ -7,6 +7,7 @@
 #      nlohmann_json from .vendor/): the test executables, bench/ops, bench/train_step and
 #      examples/mnist,
 #   3. runs the whole test suite (ctest), trains examples/mnist (cnn, 1 epoch, --device cuda),
+#      runs examples/quantize_mnist (fp32 and static int8, speed on the CPU and on cuda),
 #      runs bench/ops and bench/train_step (cnn, batch 64 and 512) beside their PyTorch peers,
 #   4. prints ONE summary table against the targets, and exits 1 if any row failed.
 # Before a device run, on the development machine: scripts/vendor-for-device.sh (fills .vendor/
@@ -196,8 +197,8 @@ grep -q "nlohmann_json from $ROOT/.vendor/nlohmann/include" "$LOG/configure.log"
 grep -q "^MANTISSA_DNNL:BOOL=OFF" "$BUILD_DIR/CMakeCache.txt" || die "oneDNN is not off in $BUILD_DIR"
 
 # Only what the check runs: every test executable, the two benchmarks and the example.
-TARGETS=$(ninja -C "$BUILD_DIR" -t targets all | sed -n 's/^\(test_[A-Za-z0-9_]*\|bench_ops\|bench_train_step\|example_mnist\): phony$/\1/p' | sort -u)
-for t in bench_ops bench_train_step example_mnist test_gradcheck; do
+TARGETS=$(ninja -C "$BUILD_DIR" -t targets all | sed -n 's/^\(test_[A-Za-z0-9_]*\|bench_ops\|bench_train_step\|example_mnist\|example_quantize_mnist\): phony$/\1/p' | sort -u)
+for t in bench_ops bench_train_step example_mnist example_quantize_mnist test_gradcheck; do
   echo "$TARGETS" | grep -qx "$t" || die "build target $t does not exist in $BUILD_DIR"
 done
 N_TARGETS=$(echo "$TARGETS" | wc -l)
@@ -255,6 +256,16 @@ set -e
 MNIST_S=$(( $(date +%s) - T0 ))
 say "mnist: $(status_of $MNIST_RC) in ${MNIST_S}s"
 
+say "examples/quantize_mnist (fp32 and static int8 PTQ; CPU and --device cuda speed)"
+T0=$(date +%s)
+set +e
+timeout 300 "$BUILD_DIR/examples/quantize_mnist" --data "$MNIST_DIR" --epochs 1 --only fp32,ptq-static-histogram \
+  --device cuda --bench-rounds 2 >"$LOG/quantize.log" 2>"$LOG/quantize.err"
+QM_RC=$?
+set -e
+QM_S=$(( $(date +%s) - T0 ))
+say "quantize_mnist: $(status_of $QM_RC) in ${QM_S}s"
+
 say "bench/ops beside bench/peers/torch_ops.py"
 set +e
 SKIP_BUILD=1 BUILD_DIR="$BUILD_DIR" PYTHON="$PYTHON" OUT_DIR="$LOG/ops" \
@@ -282,7 +293,7 @@ say "train_step: $(status_of $TRAIN_RC)"
 TOTAL_S=$(elapsed)
 export DC_LOG="$LOG" DC_BUILD_FAILED="$BUILD_FAILED" DC_GPU="$GPU" DC_NVCC="$NVCC_VERSION" DC_TORCH="$TORCH" DC_TARGETS="$N_TARGETS" \
   DC_BUILD_S="$BUILD_S" DC_CTEST_RC="$CTEST_RC" DC_CTEST_S="$CTEST_S" DC_MNIST_RC="$MNIST_RC" DC_MNIST_S="$MNIST_S" \
-  DC_MNIST_MIN_ACC="$MNIST_MIN_ACC" DC_OPS_RC="$OPS_RC" DC_TOTAL_S="$TOTAL_S"
+  DC_MNIST_MIN_ACC="$MNIST_MIN_ACC" DC_OPS_RC="$OPS_RC" DC_TOTAL_S="$TOTAL_S" DC_QM_RC="$QM_RC"
 set +e
 "$PYTHON" - <<'PY' | tee "$LOG/summary.md"
 import json, os, re, subprocess, sys
@@ -347,6 +358,25 @@ if acc is not None:
         acc >= min_acc and env["DC_MNIST_RC"] == "0")
 else:
     row(name, f"no result (exit {env['DC_MNIST_RC']})", "", "", f">= {100 * min_acc:.1f}%", False)
+
+# Quantization: the int8 model against fp32 on both devices (issue 6 sets no CUDA target).
+qlines = [l for l in read("quantize.log").splitlines() if l.strip().startswith("{")]
+qrows = {}
+if qlines:
+    try:
+        qrows = {r["name"]: r for r in json.loads(qlines[-1])["rows"]}
+    except (ValueError, KeyError):
+        qrows = {}
+f, q = qrows.get("fp32"), qrows.get("ptq-static-histogram")
+if f and q:
+    cu = q.get("cuda_images_per_s")
+    fcu = f.get("cuda_images_per_s")
+    row("int8 PTQ static (cnn, batch 256): accuracy, img/s cpu, img/s cuda",
+        f"{100 * q['accuracy']:.2f}%, {q['images_per_s']:.0f}, {cu:.0f}" if cu else f"{100 * q['accuracy']:.2f}%, {q['images_per_s']:.0f}, -",
+        "", f"fp32: {100 * f['accuracy']:.2f}%, {f['images_per_s']:.0f}, {fcu:.0f}" if fcu else "fp32: no cuda figure",
+        "within 0.5 pp; int8 runs on cuda", abs(q["accuracy"] - f["accuracy"]) <= 0.005 and bool(cu))
+else:
+    row("examples/quantize_mnist --device cuda", f"no result (exit {env['DC_QM_RC']})", "", "", "", False)
 
 # Training step: speed-up = PyTorch eager ms/step over ours.
 best = {}
@@ -416,7 +446,7 @@ print("|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(str(c) for c in r) + " |")
 print()
-print(f"details in {log}: ctest.log, mnist.log, ops.md (every op), train_step.jsonl")
+print(f"details in {log}: ctest.log, mnist.log, quantize.log, ops.md (every op), train_step.jsonl")
 sys.exit(1 if failed else 0)
 PY
 SUMMARY_RC=${PIPESTATUS[0]}
