@@ -69,6 +69,12 @@ const char* color(size_t i) {
   return kColors[i % (sizeof kColors / sizeof kColors[0])];
 }
 
+// The colour of a policy: its position in the report's policy order, the same in every chart.
+std::string policy_color(const std::vector<RunMetrics>& runs, const std::string& policy) {
+  const std::vector<std::string> order = policy_order(runs);
+  return color(static_cast<size_t>(std::find(order.begin(), order.end(), policy) - order.begin()));
+}
+
 bool is_f16_policy(const std::string& policy) { return policy.rfind("fp16", 0) == 0; }
 
 // Gradient counts summed over every seed of a policy, parameters in first-appearance order.
@@ -103,7 +109,7 @@ std::string cell(const MeanStd& m, int decimals) {
   if (m.n == 0) return "-";
   if (!std::isfinite(m.mean)) return "nan";
   char buf[96];
-  if (m.n == 1 || !std::isfinite(m.std))
+  if (m.n == 1 || !std::isfinite(m.std) || m.std == 0)
     std::snprintf(buf, sizeof buf, "%.*f", decimals, m.mean);
   else
     std::snprintf(buf, sizeof buf, "%.*f ± %.*f", decimals, m.mean, decimals, m.std);
@@ -473,12 +479,24 @@ std::vector<std::string> findings(const std::vector<PolicySummary>& rows, const 
       norm += g.under_norm;
       numel += g.numel;
     }
+    int64_t zero = 0;
+    for (const GradRange& g : grads) zero += g.zero;
+    const double all_zero = static_cast<double>(zero) / static_cast<double>(numel);
+    std::string zeros = "; exact zeros " + pct(all_zero);
+    if (policy != "fp32") {
+      int64_t ref_zero = 0, ref_numel = 0;
+      for (const GradRange& g : policy_grads(runs, "fp32")) {
+        ref_zero += g.zero;
+        ref_numel += g.numel;
+      }
+      if (ref_numel > 0) zeros += " (fp32: " + pct(static_cast<double>(ref_zero) / static_cast<double>(ref_numel)) + ")";
+    }
     const double all_sub = static_cast<double>(sub) / static_cast<double>(numel);
     const double all_norm = static_cast<double>(norm) / static_cast<double>(numel);
     out.push_back(policy + ": " + pct(all_sub) + " of all sampled gradient values lie below F16's smallest subnormal " +
                   "(they become 0) and " + pct(all_norm) + " below its smallest normal; worst layer " + worst->name +
                   " (" + pct(worst->under_sub_fraction()) + " flushed to zero, " + pct(worst->under_norm_fraction()) +
-                  " subnormal or zero).");
+                  " subnormal or zero)" + zeros + ".");
   }
   if (ref != nullptr && ref->final_accuracy.n > 0) {
     for (const PolicySummary& r : rows) {
@@ -600,8 +618,9 @@ std::string svg_line_chart(const LineChart& chart) {
   for (size_t i = 0; i < chart.series.size(); ++i) {
     const Series& se = chart.series[i];
     const int64_t points = finite_points(se.x, se.y);
+    const std::string col = escape_html(se.color.empty() ? std::string(color(i)) : se.color);
     s << "<g class=\"series\" data-label=\"" << escape_html(se.label) << "\" data-points=\"" << points
-      << "\" stroke=\"" << color(i) << "\" fill=\"" << color(i) << "\">\n";
+      << "\" stroke=\"" << col << "\" fill=\"" << col << "\">\n";
     if (!se.lo.empty() && !se.hi.empty()) {
       const std::string band = svg_band(se.x, se.lo, se.hi, sx, sy);
       if (!band.empty()) s << "<path class=\"band\" d=\"" << band << "\"/>\n";
@@ -615,7 +634,7 @@ std::string svg_line_chart(const LineChart& chart) {
     s << "</g>\n";
     const double ly = pt + 8 + 18.0 * static_cast<double>(i);
     s << "<g class=\"legend\"><line x1=\"" << coord(pr + 14) << "\" y1=\"" << coord(ly) << "\" x2=\""
-      << coord(pr + 34) << "\" y2=\"" << coord(ly) << "\" stroke=\"" << color(i)
+      << coord(pr + 34) << "\" y2=\"" << coord(ly) << "\" stroke=\"" << col
       << "\" stroke-width=\"3\"/><text x=\"" << coord(pr + 40) << "\" y=\"" << coord(ly + 4) << "\">"
       << escape_html(se.label) << (points == 0 ? " (no data)" : "") << "</text></g>\n";
   }
@@ -657,6 +676,8 @@ std::string svg_bar_chart(const BarChart& chart) {
     << "\" text-anchor=\"middle\">" << escape_html(chart.value_label) << "</text>\n</g>\n";
 
   for (size_t i = 0; i < ns; ++i) {
+    const std::string col =
+        escape_html(i < chart.series_colors.size() && !chart.series_colors[i].empty() ? chart.series_colors[i] : color(i));
     int64_t points = 0;
     std::ostringstream bars, values;
     for (size_t c = 0; c < nc; ++c) {
@@ -678,11 +699,11 @@ std::string svg_bar_chart(const BarChart& chart) {
              << coord(y + kBar - 2) << "\">" << fmt(chart.percent ? "%.3g%%" : "%.3g", v * mult) << "</text>";
     }
     s << "<g class=\"series\" data-label=\"" << escape_html(chart.series_labels[i]) << "\" data-points=\"" << points
-      << "\" fill=\"" << color(i) << "\">" << bars.str() << "</g>\n";
+      << "\" fill=\"" << col << "\">" << bars.str() << "</g>\n";
     s << "<g class=\"values\">" << values.str() << "</g>\n";
     const double ly = pt + 8 + 18.0 * static_cast<double>(i);
     s << "<g class=\"legend\"><rect x=\"" << coord(kBarsRight + 14) << "\" y=\"" << coord(ly - 5)
-      << "\" width=\"20\" height=\"10\" fill=\"" << color(i) << "\"/><text x=\"" << coord(kBarsRight + 40)
+      << "\" width=\"20\" height=\"10\" fill=\"" << col << "\"/><text x=\"" << coord(kBarsRight + 40)
       << "\" y=\"" << coord(ly + 4) << "\">" << escape_html(chart.series_labels[i]) << "</text></g>\n";
   }
   if (ns == 0 || nc == 0)
@@ -728,6 +749,7 @@ LineChart loss_chart(const std::vector<RunMetrics>& runs) {
       for (const LogPoint& p : r->logs) curve.emplace_back(static_cast<double>(p.step), p.loss);
     }
     c.series.push_back(band_series(policy, curves, false));
+    c.series.back().color = policy_color(runs, policy);
   }
   return c;
 }
@@ -742,6 +764,7 @@ LineChart accuracy_chart(const std::vector<RunMetrics>& runs) {
       for (const EpochPoint& p : r->epochs) curve.emplace_back(static_cast<double>(p.step), 100.0 * p.test_accuracy);
     }
     c.series.push_back(band_series(policy, curves, true));
+    c.series.back().color = policy_color(runs, policy);
   }
   return c;
 }
@@ -760,7 +783,9 @@ LineChart loss_scale_chart(const std::vector<RunMetrics>& runs) {
                            p.loss_scale && *p.loss_scale > 0 ? std::log2(*p.loss_scale) : kNaN);
       }
     }
-    if (scaled) c.series.push_back(band_series(policy, curves, true));
+    if (!scaled) continue;
+    c.series.push_back(band_series(policy, curves, true));
+    c.series.back().color = policy_color(runs, policy);
   }
   return c;
 }
@@ -768,7 +793,7 @@ LineChart loss_scale_chart(const std::vector<RunMetrics>& runs) {
 BarChart underflow_chart(const std::vector<RunMetrics>& runs) {
   BarChart c;
   c.name = "underflow";
-  c.title = "Gradient values below F16's normal range, per parameter (light: < 2^-14, dark: < 2^-24, flushed to 0)";
+  c.title = "Gradients below F16's normal range (light: |g| < 2^-14, dark: < 2^-24, flushed)";
   c.value_label = "share of the parameter's gradient values (%), all sampled steps and seeds";
   std::vector<std::string> policies;
   for (const std::string& p : policy_order(runs))
@@ -782,6 +807,7 @@ BarChart underflow_chart(const std::vector<RunMetrics>& runs) {
         c.categories.push_back(g.name);
   for (const std::string& p : policies) {
     c.series_labels.push_back(p);
+    c.series_colors.push_back(policy_color(runs, p));
     const std::vector<GradRange> grads = policy_grads(runs, p);
     auto& v = c.values.emplace_back(c.categories.size(), kNaN);
     auto& in = c.inner.emplace_back(c.categories.size(), kNaN);
@@ -800,7 +826,7 @@ namespace {
 constexpr const char* kStyle = R"(
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 12px}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em}
-table{border-collapse:collapse;font-size:0.9em}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:0.85em}th,td{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:0.9em}dt{font-weight:600}dd{margin:0}
 svg{display:block;margin:8px 0;max-width:100%;height:auto;font-size:11px}
@@ -836,7 +862,7 @@ constexpr const char* kRenderCheck = R"(
 
 std::string html_table(const std::vector<PolicySummary>& rows) {
   std::ostringstream s;
-  s << "<table>\n<tr>";
+  s << "<div class=\"scroll\"><table>\n<tr>";
   for (const std::string& h : table_headers()) s << "<th>" << escape_html(h) << "</th>";
   s << "</tr>\n";
   for (const PolicySummary& r : rows) {
@@ -844,7 +870,7 @@ std::string html_table(const std::vector<PolicySummary>& rows) {
     for (const std::string& c : table_cells(r)) s << "<td>" << escape_html(c) << "</td>";
     s << "</tr>\n";
   }
-  s << "</table>\n";
+  s << "</table></div>\n";
   return s.str();
 }
 
@@ -877,7 +903,8 @@ std::string render_html(const ReportInput& input) {
   s << "<h2>F16 underflow of the gradients</h2>\n"
     << "<p class=\"note\">From the inspector's sampled steps: each parameter's gradient as the backward produced it "
        "(before unscaling, so a scaled policy shows its gradients times the loss scale), compared with F16's smallest "
-       "normal (2^-14) and subnormal (2^-24) magnitudes. Exact zeros are not counted.</p>\n"
+       "normal (2^-14) and subnormal (2^-24) magnitudes. Exact zeros are not counted: values an F16 backward "
+       "flushed reach the F32 gradient as zeros, so the list above compares the share of exact zeros with fp32's.</p>\n"
     << svg_bar_chart(underflow_chart(input.runs));
   s << "<pre id=\"render-check\"></pre>\n<script>" << kRenderCheck << "</script>\n</body>\n</html>\n";
   return s.str();

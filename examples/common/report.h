@@ -126,7 +126,8 @@ std::string format_table(const std::vector<PolicySummary>& rows);
 Json table_json(const std::vector<PolicySummary>& rows);
 
 // Short sentences read off the numbers: skipped steps and scale of the scaled policies,
-// underflow fractions of the unscaled F16 policy per layer, accuracy and gap differences.
+// underflow fractions and exact zeros of the F16 policies' gradients (values flushed in an F16
+// backward reach the F32 gradient as zeros), accuracy and gap differences.
 std::vector<std::string> findings(const std::vector<PolicySummary>& rows, const std::vector<RunMetrics>& runs);
 
 // SVG -------------------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ struct Series {
   std::vector<double> x, y;
   std::vector<double> lo, hi;  // optional band (same length as x), e.g. mean -/+ std
   bool markers = false;        // draw a dot at each finite point
+  std::string color;           // CSS colour; empty: the palette colour of the series' position
 };
 
 struct LineChart {
@@ -173,6 +175,7 @@ struct BarChart {
   std::vector<std::string> categories;
   std::vector<std::string> series_labels;
   std::vector<std::vector<double>> values, inner;
+  std::vector<std::string> series_colors;  // optional, as Series::color
   bool percent = true;  // values are fractions shown as percent
 };
 std::string svg_bar_chart(const BarChart& chart);

@@ -238,6 +238,7 @@ TEST(ReportSummary, FindingsReadOffTheNumbers) {
   EXPECT_TRUE(has("fp16-noscale:", "9.09%")) << ::testing::PrintToString(notes);
   EXPECT_TRUE(has("fp16-noscale:", "fc1.weight (10.00% flushed to zero, 30.00%")) << ::testing::PrintToString(notes);
   EXPECT_TRUE(has("fp16-noscale: final test accuracy 90.00%", "-8.15 points")) << ::testing::PrintToString(notes);
+  EXPECT_TRUE(has("fp16-noscale:", "exact zeros 0.91% (fp32: 0.91%)")) << ::testing::PrintToString(notes);
 }
 
 TEST(ReportSvg, PathCoordinatesAndGaps) {
@@ -261,9 +262,9 @@ TEST(ReportSvg, BandPolygons) {
 
 TEST(ReportSvg, LineChartAttributesEscapingAndEmptySeries) {
   rp::LineChart c{"loss", "Loss <of> \"runs\" & more", "step", "loss", {}};
-  c.series.push_back({"fp16<script>", {1, 2, 3}, {3, 2, 1}, {2.5, 1.5, 0.5}, {3.5, 2.5, 1.5}, true});
-  c.series.push_back({"empty", {}, {}, {}, {}, false});
-  c.series.push_back({"missing", {1, 2}, {NAN, NAN}, {}, {}, false});
+  c.series.push_back({"fp16<script>", {1, 2, 3}, {3, 2, 1}, {2.5, 1.5, 0.5}, {3.5, 2.5, 1.5}, true, ""});
+  c.series.push_back({"empty", {}, {}, {}, {}, false, ""});
+  c.series.push_back({"missing", {1, 2}, {NAN, NAN}, {}, {}, false, ""});
   const std::string svg = rp::svg_line_chart(c);
   EXPECT_NE(svg.find("data-chart=\"loss\""), std::string::npos);
   EXPECT_NE(svg.find("data-series=\"3\""), std::string::npos);
@@ -323,6 +324,12 @@ TEST(ReportHtml, SelfContainedWithEveryChart) {
   EXPECT_EQ(html.find("url("), std::string::npos);
   EXPECT_EQ(html.find("@import"), std::string::npos);
   EXPECT_NE(html.find("98.15 ± 0.07"), std::string::npos);
+  // A policy keeps its colour in every chart: fp16 (second policy) is drawn in the second colour
+  // in the loss chart and in the loss-scale chart, where it is the only series.
+  const std::string fp16_group = "data-label=\"fp16\" data-points=\"4\" stroke=\"#0072B2\"";
+  const size_t first = html.find(fp16_group);
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_NE(html.find(fp16_group, html.find("data-chart=\"loss-scale\"")), std::string::npos);
 }
 
 TEST(ReportHtml, NoRunsStillRenders) {
