@@ -6,7 +6,8 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in build-essential cmake ninja-build pkg-config git ca-certificates \
-           libgtest-dev googletest libbenchmark-dev nlohmann-json3-dev libdnnl-dev zlib1g-dev; do
+           libgtest-dev googletest libbenchmark-dev nlohmann-json3-dev libdnnl-dev zlib1g-dev \
+           chromium; do  # chromium: headless rendering of report.html (tests/examples/test_report_render)
   have_pkg "$pkg" || need+=("$pkg")
 done
 
