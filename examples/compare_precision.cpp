@@ -59,6 +59,7 @@ struct Config {
   int64_t log_interval = 50;
   int64_t train_limit = 0;
   int64_t batch_size = 0;
+  int64_t test_limit = 0;
   bool synthetic = false;
   std::string out;
   std::string report_only;
@@ -261,6 +262,7 @@ int run(int argc, const char* const* argv) {
   flags.add("log-interval", &c.log_interval, "steps between loss records and inspector samples");
   flags.add("train-limit", &c.train_limit, "train on the first N images only; 0 = all");
   flags.add("batch-size", &c.batch_size, "training batch size; 0 = the example's default");
+  flags.add("test-limit", &c.test_limit, "cifar10 only: evaluate on the first N test images; 0 = all");
   flags.add("synthetic", &c.synthetic, "cifar10 only: the example's generated data set of CIFAR shape instead of --data");
   flags.add("out", &c.out, "output directory; empty = compare-<dataset>-<model>");
   flags.add("report-only", &c.report_only, "rebuild the table and report.html from DIR/manifest.json without training");
@@ -289,6 +291,9 @@ int run(int argc, const char* const* argv) {
     throw ex::FlagError("--model " + c.model + ": --dataset " + c.dataset + " trains " + models[0] + " or " + models[1]);
   if (c.synthetic && c.dataset != "cifar10")
     throw ex::FlagError("--synthetic: only --dataset cifar10 has a synthetic data set");
+  if (c.test_limit != 0 && c.dataset != "cifar10")
+    throw ex::FlagError("--test-limit: only the cifar10 example evaluates on part of the test set");
+  if (c.test_limit < 0) throw ex::FlagError("--test-limit " + std::to_string(c.test_limit) + ": must be >= 0");
   if (c.data.empty()) c.data = "data/" + c.dataset;
   if (c.epochs < 1) throw ex::FlagError("--epochs " + std::to_string(c.epochs) + ": must be >= 1");
   if (c.log_interval < 1) throw ex::FlagError("--log-interval " + std::to_string(c.log_interval) + ": must be >= 1");
@@ -378,6 +383,10 @@ int run(int argc, const char* const* argv) {
       } else {
         args.push_back("--data");
         args.push_back(c.data);
+      }
+      if (c.test_limit > 0) {
+        args.push_back("--test-limit");
+        args.push_back(std::to_string(c.test_limit));
       }
       if (c.batch_size > 0) {
         args.push_back("--batch-size");
