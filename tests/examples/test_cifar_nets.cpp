@@ -55,7 +55,7 @@ TEST(CifarNets, ResNet20ShapesAndParameterCount) {
   EXPECT_NE(model.layer2->at<nn::BasicBlock>(0)->downsample, nullptr);
   EXPECT_NE(model.layer3->at<nn::BasicBlock>(0)->downsample, nullptr);
   EXPECT_EQ(model.layer3->at<nn::BasicBlock>(1)->downsample, nullptr);
-  // He init, fan_out: the stem conv's weight std is sqrt(2 / (16 * 9)) ~ 0.118.
+  // He init, fan_out: a 64-channel 3x3 conv's weight std is sqrt(2 / (64 * 9)) ~ 0.059.
   const std::vector<float> w = to_vector<float>(model.layer3->at<nn::BasicBlock>(1)->conv1->weight);
   double ss = 0.0;
   for (float v : w) ss += static_cast<double>(v) * v;
