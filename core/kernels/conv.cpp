@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/kernels/copy.h"
+#include "core/kernels/cpu_allocator.h"
 #include "core/kernels/cuda_dispatch.h"
 #include "core/kernels/loops.h"
 #include "core/kernels/matmul.h"
@@ -265,18 +266,51 @@ Port out_port(const memory::desc& user, const memory::desc& prim) {
   return port;
 }
 
+// Buffers a call needs beyond the user's tensors (blocked copies of operands, the primitive's
+// scratchpad) come from the CPU caching allocator and go back to it when the call ends: at
+// CIFAR batch sizes they are hundreds of MB, and oneDNN's own malloc would hand out fresh pages
+// (mmap + page faults + zeroing) on every call.
+class Buffers {
+ public:
+  Buffers() = default;
+  Buffers(const Buffers&) = delete;
+  Buffers& operator=(const Buffers&) = delete;
+  ~Buffers() {
+    for (const auto& [p, n] : blocks_) cpu_free(p, n);
+  }
+  memory make(const memory::desc& d) {
+    const size_t n = std::max<size_t>(d.get_size(), 1);
+    void* p = cpu_alloc(n);
+    blocks_.emplace_back(p, n);
+    return memory(d, dnnl_ctx::engine(), p);
+  }
+  // The scratchpad argument for a primitive built with scratchpad_mode::user (none when empty).
+  void add_scratchpad(std::unordered_map<int, memory>& args, const memory::desc& d) {
+    if (d.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, make(d));
+  }
+
+ private:
+  std::vector<std::pair<void*, size_t>> blocks_;
+};
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 // The memory the primitive reads: the user's buffer, or a reordered copy of it.
-memory read(const Port& port, const Tensor& t) {
+memory read(const Port& port, const Tensor& t, Buffers& buffers) {
   memory user(port.user, dnnl_ctx::engine(), t.data_ptr());
   if (!port.reorder) return user;
-  memory m(port.prim, dnnl_ctx::engine());
+  memory m = buffers.make(port.prim);
   port.reorder->execute(dnnl_ctx::stream(), user, m);
   return m;
 }
 // The memory the primitive writes: the user's buffer, or scratch that finish() reorders back.
-memory write(const Port& port, const Tensor& t) {
+memory write(const Port& port, const Tensor& t, Buffers& buffers) {
   if (!port.reorder) return memory(port.user, dnnl_ctx::engine(), t.data_ptr());
-  return memory(port.prim, dnnl_ctx::engine());
+  return buffers.make(port.prim);
 }
 void finish(const Port& port, const memory& m, const Tensor& t) {
   if (!port.reorder) return;
@@ -290,24 +324,25 @@ dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias) 
                                                any(d.wei), d.bias, any(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r)
                    : convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, any(d.src),
                                                any(d.wei), any(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r);
-  return convolution_forward::primitive_desc(desc, dnnl_ctx::engine());
+  return convolution_forward::primitive_desc(desc, user_scratchpad(), dnnl_ctx::engine());
 }
 
 struct ConvFwd {
   dnnl::convolution_forward prim;
   Port src, wei, dst;
-  memory::desc bias;
+  memory::desc bias, scratchpad;
 };
 
 struct ConvBwdData {
   dnnl::convolution_backward_data prim;
   Port diff_dst, wei, diff_src;
+  memory::desc scratchpad;
 };
 
 struct ConvBwdWeights {
   dnnl::convolution_backward_weights prim;
   Port src, diff_dst, diff_wei;
-  memory::desc diff_bias;
+  memory::desc diff_bias, scratchpad;
 };
 
 void forward_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, DType dtype,
@@ -318,12 +353,15 @@ void forward_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Ten
     const Descs d = user_descs(dtype, g, p);
     auto pd = forward_pd(d, with_bias);
     return ConvFwd{dnnl::convolution_forward(pd), in_port(d.src, pd.src_desc()), in_port(d.wei, pd.weights_desc()),
-                   out_port(d.dst, pd.dst_desc()), d.bias};
+                   out_port(d.dst, pd.dst_desc()), d.bias, pd.scratchpad_desc()};
   });
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x)}, {DNNL_ARG_WEIGHTS, read(c->wei, w)}};
-  memory dst = write(c->dst, out);
+  Buffers buffers;
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x, buffers)},
+                                       {DNNL_ARG_WEIGHTS, read(c->wei, w, buffers)}};
+  memory dst = write(c->dst, out, buffers);
   args.emplace(DNNL_ARG_DST, dst);
   if (with_bias) args.emplace(DNNL_ARG_BIAS, memory(c->bias, dnnl_ctx::engine(), bias.data_ptr()));
+  buffers.add_scratchpad(args, c->scratchpad);
   c->prim.execute(dnnl_ctx::stream(), args);
   finish(c->dst, dst, out);
   dnnl_ctx::stream().wait();
@@ -338,14 +376,18 @@ void backward_input_dnnl(const Tensor& grad_x, const Tensor& grad_out, const Ten
     auto hint = forward_pd(d, false);
     convolution_backward_data::desc desc(algorithm::convolution_direct, any(d.src), any(d.wei), any(d.dst), d.strides,
                                          d.dilates, d.pad_l, d.pad_r);
-    convolution_backward_data::primitive_desc pd(desc, dnnl_ctx::engine(), hint);
+    convolution_backward_data::primitive_desc pd(desc, user_scratchpad(), dnnl_ctx::engine(), hint);
     return ConvBwdData{convolution_backward_data(pd), in_port(d.dst, pd.diff_dst_desc()),
-                       in_port(d.wei, pd.weights_desc()), out_port(d.src, pd.diff_src_desc())};
+                       in_port(d.wei, pd.weights_desc()), out_port(d.src, pd.diff_src_desc()),
+                       pd.scratchpad_desc()};
   });
-  memory diff_src = write(c->diff_src, grad_x);
-  c->prim.execute(dnnl_ctx::stream(), {{DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out)},
-                                       {DNNL_ARG_WEIGHTS, read(c->wei, w)},
-                                       {DNNL_ARG_DIFF_SRC, diff_src}});
+  Buffers buffers;
+  memory diff_src = write(c->diff_src, grad_x, buffers);
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out, buffers)},
+                                       {DNNL_ARG_WEIGHTS, read(c->wei, w, buffers)},
+                                       {DNNL_ARG_DIFF_SRC, diff_src}};
+  buffers.add_scratchpad(args, c->scratchpad);
+  c->prim.execute(dnnl_ctx::stream(), args);
   finish(c->diff_src, diff_src, grad_x);
   dnnl_ctx::stream().wait();
 }
@@ -363,15 +405,18 @@ void backward_weight_dnnl(const Tensor& grad_w, const Tensor& grad_bias, const T
                                                                d.pad_r)
                           : convolution_backward_weights::desc(algorithm::convolution_direct, any(d.src), any(d.wei),
                                                                any(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r);
-    convolution_backward_weights::primitive_desc pd(desc, dnnl_ctx::engine(), hint);
+    convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), dnnl_ctx::engine(), hint);
     return ConvBwdWeights{convolution_backward_weights(pd), in_port(d.src, pd.src_desc()),
-                          in_port(d.dst, pd.diff_dst_desc()), out_port(d.wei, pd.diff_weights_desc()), d.bias};
+                          in_port(d.dst, pd.diff_dst_desc()), out_port(d.wei, pd.diff_weights_desc()), d.bias,
+                          pd.scratchpad_desc()};
   });
-  memory diff_wei = write(c->diff_wei, grad_w);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x)},
-                                       {DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out)},
+  Buffers buffers;
+  memory diff_wei = write(c->diff_wei, grad_w, buffers);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x, buffers)},
+                                       {DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out, buffers)},
                                        {DNNL_ARG_DIFF_WEIGHTS, diff_wei}};
   if (with_bias) args.emplace(DNNL_ARG_DIFF_BIAS, memory(c->diff_bias, dnnl_ctx::engine(), grad_bias.data_ptr()));
+  buffers.add_scratchpad(args, c->scratchpad);
   c->prim.execute(dnnl_ctx::stream(), args);
   finish(c->diff_wei, diff_wei, grad_w);
   dnnl_ctx::stream().wait();

@@ -21,7 +21,9 @@ struct CpuAllocatorStats {
 CpuAllocatorStats cpu_allocator_stats();
 // Returns every cached block to the system.
 void cpu_empty_cache();
-// Upper bound on cached bytes (default 2 GiB, or MANTISSA_CPU_CACHE_MB from the environment).
+// Upper bound on cached bytes (MANTISSA_CPU_CACHE_MB from the environment; unset: the larger of
+// 2 GiB and four times the most bytes live at once so far, so a steady training loop reuses its whole
+// working set).
 void cpu_set_cache_limit(size_t bytes);
 
 }  // namespace mantissa::kernels
