@@ -87,6 +87,93 @@ inline __attribute__((always_inline)) float gelu_grad_f32(float x) {
   return std::fma(x, g.pdf, g.cdf);
 }
 
+// Contiguous F32/BF16 GELU and its backward on AVX-512 machines: the same formulas, 16 lanes
+// instead of AVX2's 8 (GELU is compute-bound: ~45 operations per element). Results are
+// bit-identical to the AVX2 and scalar code (-std=c++20 leaves contraction off, so each lane
+// rounds the same operations the same way). Elsewhere map() runs the formulas.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MANTISSA_GELU_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")))
+
+// BF16 <-> F32 on the raw bits, written out so the loops vectorize (BFloat16's own conversion
+// branches on NaN); bit-identical to core/half.h's float_to_bf16_bits / bf16_bits_to_float.
+template <typename T>
+inline __attribute__((always_inline)) float widen_lane(T v) {
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    return mantissa::detail::bit_cast<float>(static_cast<uint32_t>(v.bits) << 16);
+  } else {
+    return v;
+  }
+}
+template <typename T>
+inline __attribute__((always_inline)) T narrow_lane(float f) {
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    const uint32_t x = mantissa::detail::bit_cast<uint32_t>(f);
+    const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+    const uint32_t quiet_nan = (x >> 16) | 0x0040u;
+    return BFloat16::from_bits(static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded));
+  } else {
+    return f;
+  }
+}
+
+template <typename T>
+MANTISSA_GELU_AVX512 void gelu_block_avx512(const T* __restrict x, T* __restrict y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = narrow_lane<T>(gelu_f32(widen_lane(x[i])));
+}
+
+template <typename T>
+MANTISSA_GELU_AVX512 void gelu_grad_block_avx512(const T* __restrict g, const T* __restrict x, T* __restrict y,
+                                                 int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = narrow_lane<T>(widen_lane(g[i]) * gelu_grad_f32(widen_lane(x[i])));
+}
+
+bool gelu_avx512_usable() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return ok;
+}
+
+// True when it ran: F32 or BF16, every operand contiguous with out's element count.
+template <typename T>
+bool gelu_avx512(const Tensor& out, const Tensor& x) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, BFloat16>) {
+    if (!gelu_avx512_usable() || !out.is_contiguous() || !x.is_contiguous() || x.numel() != out.numel()) return false;
+    const T* xp = x.data<T>();
+    T* yp = out.data<T>();
+    parallel_for(out.numel(), kParallelGrain, [&](int64_t b, int64_t e) { gelu_block_avx512(xp + b, yp + b, e - b); });
+    return true;
+  }
+  return false;
+}
+
+template <typename T>
+bool gelu_grad_avx512(const Tensor& out, const Tensor& g, const Tensor& x) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, BFloat16>) {
+    if (!gelu_avx512_usable() || !out.is_contiguous() || !g.is_contiguous() || !x.is_contiguous() ||
+        x.numel() != out.numel() || g.numel() != out.numel())
+      return false;
+    const T* gp = g.data<T>();
+    const T* xp = x.data<T>();
+    T* yp = out.data<T>();
+    parallel_for(out.numel(), kParallelGrain,
+                 [&](int64_t b, int64_t e) { gelu_grad_block_avx512(gp + b, xp + b, yp + b, e - b); });
+    return true;
+  }
+  return false;
+}
+#else
+template <typename T>
+bool gelu_avx512(const Tensor&, const Tensor&) {
+  return false;
+}
+template <typename T>
+bool gelu_grad_avx512(const Tensor&, const Tensor&, const Tensor&) {
+  return false;
+}
+#endif
+
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& out, const Tensor& x) {
   using C = compute_t<T>;
@@ -115,6 +202,7 @@ void unary_typed(UnaryOp op, const Tensor& out, const Tensor& x) {
       case UnaryOp::Abs: run([](C v) MANTISSA_KERNEL_LAMBDA { return std::fabs(v); }); return;
       case UnaryOp::Relu: run([](C v) MANTISSA_KERNEL_LAMBDA { return math::relu(v); }); return;
       case UnaryOp::Gelu:
+        if (gelu_avx512<T>(out, x)) return;
         if constexpr (std::is_same_v<C, float>) run([](C v) MANTISSA_KERNEL_LAMBDA { return gelu_f32(v); });
         else run([](C v) MANTISSA_KERNEL_LAMBDA { return math::gelu(v); });
         return;
@@ -181,6 +269,7 @@ void unary_backward(UnaryGradOp op, const Tensor& out, const Tensor& g, const Te
       case UnaryGradOp::Abs: run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::sign(x); }); return;
       case UnaryGradOp::Relu: run([](C gv, C y) MANTISSA_KERNEL_LAMBDA { return y > C(0) ? gv : C(0); }); return;
       case UnaryGradOp::Gelu:
+        if (gelu_grad_avx512<T>(out, g, saved)) return;
         if constexpr (std::is_same_v<C, float>) run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * gelu_grad_f32(x); });
         else run([](C gv, C x) MANTISSA_KERNEL_LAMBDA { return gv * math::gelu_grad(x); });
         return;
