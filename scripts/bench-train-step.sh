@@ -5,13 +5,16 @@
 # side-by-side table for docs/PERFORMANCE.md: best ms/step of each, the speed-up, peak RSS.
 # --precision runs both under one policy (amp/policy.h names; the peer uses torch.autocast, and
 # says so when torch 1.13 has no equivalent, e.g. F16 autocast on the CPU).
-#   scripts/bench-train-step.sh [--threads 2] [--rounds 3] [--optimizer adam] [--precision bf16]
+# --optimizer auto (the default) is Adam for the MNIST nets and each CIFAR recipe's SGD for
+# resnet20 / airbench (see bench/train_step.cpp).
+#   scripts/bench-train-step.sh [--threads 2] [--rounds 3] [--optimizer auto] [--precision bf16]
 #                               [--device cpu] [--configs "mlp:64 cnn:64"]
+#   scripts/bench-train-step.sh --configs "airbench:1024 resnet20:128" --precision bf16
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=2
 ROUNDS=3
-OPTIMIZER=adam
+OPTIMIZER=auto
 PRECISION=fp32
 DEVICE=cpu
 CONFIGS="mlp:64 mlp:256 cnn:64 cnn:256"
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
     --precision) PRECISION=$2; shift 2 ;;
     --device) DEVICE=$2; shift 2 ;;
     --configs) CONFIGS=$2; shift 2 ;;
-    *) echo "usage: $0 [--threads N] [--rounds N] [--optimizer adam|adamw|sgd] [--precision NAME] [--device cpu|cuda[:N]] [--configs \"mlp:64 cnn:256\"]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--threads N] [--rounds N] [--optimizer auto|adam|adamw|sgd] [--precision NAME] [--device cpu|cuda[:N]] [--configs \"mlp:64 cnn:256\"]" >&2; exit 2 ;;
   esac
 done
 BUILD_DIR=${BUILD_DIR:-build}
@@ -43,8 +46,15 @@ trap 'rm -f "$out"' EXIT
 for cfg in $CONFIGS; do
   model=${cfg%%:*}
   batch=${cfg##*:}
-  # The cnn step is ~20x the mlp's: fewer steps keep each round around a few seconds.
-  if [ "$model" = cnn ]; then steps=10; warmup=3; else steps=50; warmup=10; fi
+  # The cnn step is ~20x the mlp's, the CIFAR steps ~10-100x the cnn's: fewer steps keep each
+  # round around a few seconds (airbench at batch 1024: 1-3 s per step; two warm-up steps let
+  # the allocator cache and oneDNN's primitive cache settle).
+  case "$model" in
+    cnn) steps=10; warmup=3 ;;
+    resnet20) steps=5; warmup=2 ;;
+    airbench) steps=2; warmup=2 ;;
+    *) steps=50; warmup=10 ;;
+  esac
   args=(--model "$model" --batch-size "$batch" --optimizer "$OPTIMIZER" --threads "$THREADS"
         --precision "$PRECISION" --device "$DEVICE" --steps "$steps" --warmup "$warmup" --repeats 3)
   for _ in $(seq "$ROUNDS"); do
