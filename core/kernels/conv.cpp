@@ -288,10 +288,54 @@ class Buffers {
   void add_scratchpad(std::unordered_map<int, memory>& args, const memory::desc& d) {
     if (d.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, make(d));
   }
+  // Hands the block behind `m` to the caller, who frees it with cpu_free.
+  std::pair<void*, size_t> release(const memory& m) {
+    void* p = m.get_data_handle();
+    for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
+      if (it->first == p) {
+        const auto block = *it;
+        blocks_.erase(it);
+        return block;
+      }
+    }
+    MANTISSA_ASSERT(false, "conv2d: releasing a buffer this call does not own");
+    return {nullptr, 0};
+  }
 
  private:
   std::vector<std::pair<void*, size_t>> blocks_;
 };
+
+// The output gradient in the primitives' blocked layout, handed from backward-data to the
+// backward-weights call that follows it for the same convolution (autograd runs them back to
+// back on the same tensor): the reorder of the largest operand then happens once per step, not
+// twice. Matched on the storage, address, version and layout; the entry holds the tensor, so
+// its memory cannot be freed and reused under the same address while the entry lives. Dropped
+// by the next forward, backward-data or backward-weights call on this thread.
+struct BlockedGrad {
+  Tensor source;
+  const void* data = nullptr;
+  uint32_t version = 0;
+  memory::desc desc;
+  void* block = nullptr;
+  size_t nbytes = 0;
+
+  void reset() {
+    if (block != nullptr) cpu_free(block, nbytes);
+    block = nullptr;
+    source = Tensor();
+  }
+  bool matches(const Tensor& t, const memory::desc& d) const {
+    return block != nullptr && source.storage() == t.storage() && data == t.data_ptr() &&
+           version == t.version() && desc == d;
+  }
+  ~BlockedGrad() { reset(); }
+};
+
+BlockedGrad& blocked_grad() {
+  thread_local BlockedGrad entry;
+  return entry;
+}
 
 dnnl::primitive_attr user_scratchpad() {
   dnnl::primitive_attr attr;
@@ -355,6 +399,7 @@ void forward_dnnl(const Tensor& out, const Tensor& x, const Tensor& w, const Ten
     return ConvFwd{dnnl::convolution_forward(pd), in_port(d.src, pd.src_desc()), in_port(d.wei, pd.weights_desc()),
                    out_port(d.dst, pd.dst_desc()), d.bias, pd.scratchpad_desc()};
   });
+  blocked_grad().reset();
   Buffers buffers;
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x, buffers)},
                                        {DNNL_ARG_WEIGHTS, read(c->wei, w, buffers)}};
@@ -381,15 +426,27 @@ void backward_input_dnnl(const Tensor& grad_x, const Tensor& grad_out, const Ten
                        in_port(d.wei, pd.weights_desc()), out_port(d.src, pd.diff_src_desc()),
                        pd.scratchpad_desc()};
   });
+  BlockedGrad& kept = blocked_grad();
+  kept.reset();
   Buffers buffers;
   memory diff_src = write(c->diff_src, grad_x, buffers);
-  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out, buffers)},
+  const memory diff_dst = read(c->diff_dst, grad_out, buffers);
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, diff_dst},
                                        {DNNL_ARG_WEIGHTS, read(c->wei, w, buffers)},
                                        {DNNL_ARG_DIFF_SRC, diff_src}};
   buffers.add_scratchpad(args, c->scratchpad);
   c->prim.execute(dnnl_ctx::stream(), args);
   finish(c->diff_src, diff_src, grad_x);
   dnnl_ctx::stream().wait();
+  if (c->diff_dst.reorder) {
+    const auto [block, nbytes] = buffers.release(diff_dst);
+    kept.source = grad_out;
+    kept.data = grad_out.data_ptr();
+    kept.version = grad_out.version();
+    kept.desc = c->diff_dst.prim;
+    kept.block = block;
+    kept.nbytes = nbytes;
+  }
 }
 
 void backward_weight_dnnl(const Tensor& grad_w, const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
@@ -410,16 +467,21 @@ void backward_weight_dnnl(const Tensor& grad_w, const Tensor& grad_bias, const T
                           in_port(d.dst, pd.diff_dst_desc()), out_port(d.wei, pd.diff_weights_desc()), d.bias,
                           pd.scratchpad_desc()};
   });
+  BlockedGrad& kept = blocked_grad();
   Buffers buffers;
   memory diff_wei = write(c->diff_wei, grad_w, buffers);
+  const memory diff_dst = c->diff_dst.reorder && kept.matches(grad_out, c->diff_dst.prim)
+                              ? memory(c->diff_dst.prim, dnnl_ctx::engine(), kept.block)
+                              : read(c->diff_dst, grad_out, buffers);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, read(c->src, x, buffers)},
-                                       {DNNL_ARG_DIFF_DST, read(c->diff_dst, grad_out, buffers)},
+                                       {DNNL_ARG_DIFF_DST, diff_dst},
                                        {DNNL_ARG_DIFF_WEIGHTS, diff_wei}};
   if (with_bias) args.emplace(DNNL_ARG_DIFF_BIAS, memory(c->diff_bias, dnnl_ctx::engine(), grad_bias.data_ptr()));
   buffers.add_scratchpad(args, c->scratchpad);
   c->prim.execute(dnnl_ctx::stream(), args);
   finish(c->diff_wei, diff_wei, grad_w);
   dnnl_ctx::stream().wait();
+  kept.reset();
 }
 #endif
 
