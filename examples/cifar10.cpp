@@ -103,7 +103,7 @@ constexpr double kEmaDecayPow = 3.0;
 
 struct Config {
   std::string model = "airbench";
-  int64_t epochs = 0;      // 0: the model's default (airbench 10, resnet20 200)
+  int64_t epochs = -1;     // -1: the model's default (airbench 10, resnet20 200); 0 evaluates only
   int64_t batch_size = 0;  // 0: the model's default (airbench 1024, resnet20 128)
   double lr = 0.0;         // 0: the model's default (airbench 11.5 decoupled, resnet20 0.1)
   double weight_decay = -1.0;     // < 0: the model's default (airbench 0.0153 decoupled, resnet20 5e-4)
@@ -375,7 +375,7 @@ int run(int argc, const char* const* argv) {
   Config c;
   ex::Flags flags("cifar10", "Trains ResNet-20 or airbench94 on CIFAR-10 (binary batches) and reports the test accuracy.");
   flags.add("model", &c.model, "network", {"airbench", "resnet20"});
-  flags.add("epochs", &c.epochs, "passes over the training set; 0 = 10 for airbench, 200 for resnet20");
+  flags.add("epochs", &c.epochs, "passes over the training set; -1 = 10 for airbench, 200 for resnet20");
   flags.add("batch-size", &c.batch_size, "training batch size; 0 = 1024 for airbench, 128 for resnet20");
   flags.add("lr", &c.lr, "learning rate (the schedule's peak); 0 = 0.1 for resnet20; for airbench its decoupled "
             "lr per 1024 examples, 0 = 11.5");
@@ -405,7 +405,7 @@ int run(int argc, const char* const* argv) {
             "-1 = 2 for airbench, 0 for resnet20");
   if (!flags.parse(argc, argv)) return 0;
   const bool air = c.airbench();
-  if (c.epochs == 0) c.epochs = air ? 10 : 200;
+  if (c.epochs == -1) c.epochs = air ? 10 : 200;
   if (c.batch_size == 0) c.batch_size = air ? 1024 : 128;
   if (c.lr == 0) c.lr = air ? kAirbenchLr : 0.1;
   if (c.weight_decay < 0) c.weight_decay = air ? kAirbenchWeightDecay : 5e-4;
