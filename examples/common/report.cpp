@@ -715,7 +715,7 @@ std::string svg_bar_chart(const BarChart& chart) {
 
 // The charts -----------------------------------------------------------------------------------
 
-std::vector<std::string> chart_names() { return {"loss", "accuracy", "loss-scale", "underflow"}; }
+std::vector<std::string> chart_names() { return {"loss", "loss-gap", "accuracy", "loss-scale", "underflow"}; }
 
 namespace {
 
@@ -748,6 +748,36 @@ LineChart loss_chart(const std::vector<RunMetrics>& runs) {
       auto& curve = curves.emplace_back();
       for (const LogPoint& p : r->logs) curve.emplace_back(static_cast<double>(p.step), p.loss);
     }
+    c.series.push_back(band_series(policy, curves, false));
+    c.series.back().color = policy_color(runs, policy);
+  }
+  return c;
+}
+
+LineChart loss_gap_chart(const std::vector<RunMetrics>& runs, const std::string& reference) {
+  LineChart c{"loss-gap", "Smoothed training loss minus " + reference + "'s, same seed (EMA " + fmt("%g", kGapAlpha) +
+                              "; band: ± 1 std over seeds)",
+              "step", "loss - " + reference + " loss", {}};
+  for (const std::string& policy : policy_order(runs)) {
+    if (policy == reference) continue;
+    std::vector<std::vector<std::pair<double, double>>> curves;
+    for (const RunMetrics* r : runs_of(runs, policy)) {
+      const RunMetrics* ref = nullptr;
+      for (const RunMetrics& o : runs)
+        if (o.policy == reference && o.seed == r->seed) ref = &o;
+      if (ref == nullptr) continue;
+      std::vector<double> a, b;
+      for (const LogPoint& p : r->logs) a.push_back(p.loss);
+      for (const LogPoint& p : ref->logs) b.push_back(p.loss);
+      const std::vector<double> sa = ema(a, kGapAlpha), sb = ema(b, kGapAlpha);
+      std::map<int64_t, double> at;
+      for (size_t i = 0; i < ref->logs.size(); ++i) at[ref->logs[i].step] = sb[i];
+      auto& curve = curves.emplace_back();
+      for (size_t i = 0; i < r->logs.size(); ++i)
+        if (const auto it = at.find(r->logs[i].step); it != at.end())
+          curve.emplace_back(static_cast<double>(r->logs[i].step), sa[i] - it->second);
+    }
+    if (curves.empty()) continue;
     c.series.push_back(band_series(policy, curves, false));
     c.series.back().color = policy_color(runs, policy);
   }
@@ -898,6 +928,8 @@ std::string render_html(const ReportInput& input) {
   for (const std::string& n : notes) s << "<li>" << escape_html(n) << "</li>\n";
   s << "</ul>\n";
   s << "<h2>Training loss</h2>\n" << svg_line_chart(loss_chart(input.runs));
+  s << "<h2>Loss against " << escape_html(input.reference) << "</h2>\n"
+    << svg_line_chart(loss_gap_chart(input.runs, input.reference));
   s << "<h2>Test accuracy</h2>\n" << svg_line_chart(accuracy_chart(input.runs));
   s << "<h2>Loss scale</h2>\n" << svg_line_chart(loss_scale_chart(input.runs));
   s << "<h2>F16 underflow of the gradients</h2>\n"

@@ -189,9 +189,12 @@ struct ReportInput {
   std::string reference = "fp32";
 };
 
-// The charts of a report: "loss", "accuracy", "loss-scale", "underflow".
+// The charts of a report: "loss", "loss-gap", "accuracy", "loss-scale", "underflow".
 std::vector<std::string> chart_names();
 LineChart loss_chart(const std::vector<RunMetrics>& runs);
+// EMA-smoothed loss minus the reference's (same seed) at each common step, per policy other
+// than the reference: the signed curve whose mean absolute value is loss_gap.
+LineChart loss_gap_chart(const std::vector<RunMetrics>& runs, const std::string& reference = "fp32");
 LineChart accuracy_chart(const std::vector<RunMetrics>& runs);
 LineChart loss_scale_chart(const std::vector<RunMetrics>& runs);
 BarChart underflow_chart(const std::vector<RunMetrics>& runs);

@@ -241,6 +241,18 @@ TEST(ReportSummary, FindingsReadOffTheNumbers) {
   EXPECT_TRUE(has("fp16-noscale:", "exact zeros 0.91% (fp32: 0.91%)")) << ::testing::PrintToString(notes);
 }
 
+TEST(ReportSummary, LossGapChartIsTheSignedSmoothedDifference) {
+  const rp::LineChart c = rp::loss_gap_chart(sample_runs());
+  ASSERT_EQ(c.series.size(), 2u);  // fp16 and fp16-noscale against fp32
+  EXPECT_EQ(c.series[0].label, "fp16");
+  ASSERT_EQ(c.series[0].x.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(c.series[0].y[i], 0.1, 1e-5);  // 0.6 + 1/step against 0.5 + 1/step
+    EXPECT_NEAR(c.series[1].y[i], 0.2, 1e-5);
+  }
+  EXPECT_TRUE(rp::loss_gap_chart(sample_runs(), "bf16").series.empty());  // no such reference
+}
+
 TEST(ReportSvg, PathCoordinatesAndGaps) {
   const rp::Scale sx{0, 10, 100, 200}, sy{0, 1, 50, 10};  // y flipped
   EXPECT_DOUBLE_EQ(sx(5), 150);
@@ -313,6 +325,7 @@ TEST(ReportHtml, SelfContainedWithEveryChart) {
     EXPECT_NE(html.find("data-chart=\"" + name + "\""), std::string::npos) << name;
   EXPECT_NE(html.find("data-chart=\"loss\" data-series=\"3\""), std::string::npos);
   EXPECT_NE(html.find("data-chart=\"loss-scale\" data-series=\"1\""), std::string::npos);
+  EXPECT_NE(html.find("data-chart=\"loss-gap\" data-series=\"2\""), std::string::npos);
   EXPECT_NE(html.find("data-chart=\"underflow\" data-series=\"2\""), std::string::npos);
   EXPECT_NE(html.find("compare &lt;precision&gt;"), std::string::npos);
   EXPECT_NE(html.find("a&amp;b"), std::string::npos);

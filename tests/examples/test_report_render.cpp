@@ -134,8 +134,9 @@ TEST(ReportRender, EveryChartIsDrawnWithData) {
     const auto& series = c["series"];
     ASSERT_EQ(series.size(), c["declared"].get<size_t>());
     // What the synthetic runs hold: 3 policies in the loss and accuracy charts, the scaled
-    // fp16 alone in the loss-scale chart, the two F16 policies in the underflow chart.
-    const size_t expected = name == "loss-scale" ? 1 : name == "underflow" ? 2 : 3;
+    // fp16 alone in the loss-scale chart, the two F16 policies in the underflow chart and the
+    // two policies other than fp32 in the loss-gap chart.
+    const size_t expected = name == "loss-scale" ? 1 : name == "underflow" || name == "loss-gap" ? 2 : 3;
     ASSERT_EQ(series.size(), expected);
     for (const auto& s : series) {
       SCOPED_TRACE(s["label"].get<std::string>());
