@@ -1,6 +1,7 @@
-// Determinism of a training run: the MNIST example run twice as a child process with the same
-// seed, policy and thread count gives bit-identical metrics once the wall-clock fields are
-// dropped (losses, accuracies, learning rates, loss scales, inspector counts: everything else).
+// Determinism of a training run: the MNIST example (cnn: conv, dropout, shuffling) run twice as a
+// child process with the same seed, policy (fp32, bf16) and thread count gives bit-identical
+// metrics once the wall-clock fields are dropped (losses, accuracies, learning rates, inspector
+// counts: everything else).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -69,6 +70,6 @@ TEST_P(Determinism, SameSeedSameMetrics) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, Determinism, ::testing::Values("fp32", "bf16", "fp16"));
+INSTANTIATE_TEST_SUITE_P(Policies, Determinism, ::testing::Values("fp32", "bf16"));
 
 }  // namespace
