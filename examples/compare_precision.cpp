@@ -7,6 +7,8 @@
 //   build/examples/compare_precision --policies bf16-master,bf16-pure,fp32 --epochs 3 --seeds 3
 //   build/examples/compare_precision --report-only compare-mnist-cnn      # rebuild table + report
 //
+// Policies: amp/policy.h's names, and for mnist "qat-int8" (fp32 with quantization-aware training,
+// examples/mnist --qat; its final accuracy is the converted int8 model's).
 // Each run writes <out>/<policy>-seed<k>.jsonl (the example's --metrics, with --inspect so the
 // report can show per-layer F16 underflow) and <out>/<policy>-seed<k>.log (its stdout);
 // <out>/manifest.json lists the runs, so --report-only needs nothing else. Peak memory is the
@@ -303,7 +305,10 @@ int run(int argc, const char* const* argv) {
 
   const std::vector<std::string> policies = split(c.policies, ',');
   if (policies.empty()) throw ex::FlagError("--policies: give at least one policy");
-  const auto& known = mantissa::amp::precision_names();
+  // The precision policies, plus "qat-int8": fp32 training with quantization-aware training and
+  // the converted int8 model's accuracy as the final one (examples/mnist --qat).
+  std::vector<std::string> known = mantissa::amp::precision_names();
+  if (c.dataset == "mnist") known.push_back("qat-int8");
   for (const std::string& p : policies) {
     if (std::find(known.begin(), known.end(), p) == known.end()) {
       std::string list;
@@ -373,11 +378,13 @@ int run(int argc, const char* const* argv) {
       entry.seed = seed;
       entry.metrics = stem + ".jsonl";
       std::vector<std::string> args = {"--model", c.model, "--epochs", std::to_string(c.epochs),
-                                       "--seed", std::to_string(seed), "--precision", policy,
+                                       "--seed", std::to_string(seed), "--precision",
+                                       policy == "qat-int8" ? "fp32" : policy,
                                        "--device", c.device, "--threads", std::to_string(c.threads),
                                        "--metrics", (out / entry.metrics).string(), "--inspect",
                                        "--log-interval", std::to_string(c.log_interval),
                                        "--train-limit", std::to_string(c.train_limit)};
+      if (policy == "qat-int8") args.push_back("--qat");
       if (c.synthetic) {
         args.push_back("--synthetic");
       } else {

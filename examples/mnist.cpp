@@ -7,6 +7,7 @@
 //   build/examples/mnist --data datasets/mnist --epochs 3 --resume run.safetensors --checkpoint run.safetensors
 //   build/examples/mnist --data datasets/mnist --precision bf16-master --metrics run.jsonl
 //   build/examples/mnist --data datasets/mnist --precision fp16 --inspect --metrics run.jsonl
+//   build/examples/mnist --data datasets/mnist --qat     # QAT, then the int8 model's accuracy too
 //
 // --precision picks one policy of amp/policy.h (fp32, fp16, bf16, fp16-noscale, fp16-master,
 // bf16-master, bf16-pure, bf16-pure-sr, bf16-pure-kahan): the model's parameter dtype, autocast
@@ -45,6 +46,8 @@
 #include "examples/common/progress.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "quant/convert.h"
+#include "quant/fuse.h"
 
 using namespace mantissa;
 namespace ex = mantissa::examples;
@@ -74,6 +77,7 @@ struct Config {
   std::string metrics;
   int64_t log_interval = 100;
   int64_t train_limit = 0;  // 0: every training image
+  bool qat = false;
 
   // The settings a resumed run must share with the run that wrote the checkpoint: any other
   // value would make the continuation differ from the uninterrupted run.
@@ -83,7 +87,7 @@ struct Config {
     return {{"model", model},       {"epochs", std::to_string(epochs)}, {"batch_size", std::to_string(batch_size)},
             {"lr", lr_text},        {"optimizer", optimizer},           {"schedule", schedule},
             {"seed", std::to_string(seed)}, {"train_limit", std::to_string(train_limit)},
-            {"precision", precision}};
+            {"precision", precision}, {"qat", qat ? "1" : "0"}};
   }
 };
 
@@ -186,6 +190,9 @@ int run(int argc, const char* const* argv) {
   flags.add("metrics", &c.metrics, "write JSON lines here (every log interval and every epoch)");
   flags.add("log-interval", &c.log_interval, "steps between log lines / metrics records");
   flags.add("train-limit", &c.train_limit, "train on the first N images only (quick checks); 0 = all");
+  flags.add("qat", &c.qat, "quantization-aware training (fp32 only): fuse conv/linear + ReLU, quant::prepare_qat, "
+            "observers frozen for the last 30% of the steps; at the end the model is converted to int8 and its "
+            "test accuracy reported as int8_test_accuracy");
   if (!flags.parse(argc, argv)) return 0;
   if (c.epochs < 0) throw ex::FlagError("--epochs " + std::to_string(c.epochs) + ": must be >= 0");
   if (c.batch_size < 1) throw ex::FlagError("--batch-size " + std::to_string(c.batch_size) + ": must be >= 1");
@@ -196,6 +203,10 @@ int run(int argc, const char* const* argv) {
   if (c.lr == 0) c.lr = default_lr(c.optimizer);
 
   if (c.inspect && c.metrics.empty()) throw ex::FlagError("--inspect writes its records into --metrics; give --metrics FILE");
+  if (c.qat && c.precision != "fp32")
+    throw ex::FlagError("--qat trains with fake quantization in F32; it does not combine with --precision " + c.precision);
+  // What the metrics call this run: the precision policy, or "qat-int8" for fp32 + QAT.
+  const std::string policy_label = c.qat ? "qat-int8" : c.precision;
   const amp::Precision precision = amp::parse_precision(c.precision);
 
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
@@ -235,6 +246,18 @@ int run(int argc, const char* const* argv) {
   nn::ModulePtr model = ex::make_mnist_model(c.model);
   model->to(device);
   amp::prepare_model(*model, precision);  // 16-bit parameters for master and pure policies
+  // QAT: each layer followed by a ReLU observes its post-ReLU output (the int8 model fuses them),
+  // then fake quantizers join every layer and the input QuantStub (PyTorch's default QAT qconfig).
+  // Before the optimizer is built: the fake quantizers hold no parameters, only observer buffers.
+  quant::QATSchedule qat_schedule;
+  if (c.qat) {
+    for (const std::string& layer : c.model == "cnn" ? std::vector<std::string>{"conv1", "conv2", "fc1"}
+                                                     : std::vector<std::string>{"fc1", "fc2"}) {
+      if (layer.rfind("conv", 0) == 0) quant::fuse_conv_relu(*model, layer);
+      else quant::fuse_linear_relu(*model, layer);
+    }
+    quant::prepare_qat(*model);
+  }
   std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(c, precision, model->parameters());
   std::unique_ptr<optim::LRScheduler> schedule = make_schedule(c, *optimizer, steps_per_epoch);
   nn::CrossEntropyLoss criterion;
@@ -254,11 +277,12 @@ int run(int argc, const char* const* argv) {
     // The settings first: a checkpoint of another run (say, another --precision) fails its
     // loads too, but this names the flag to change. OneCycle's shape depends on the run's
     // length; a constant rate may be trained for longer.
-    std::vector<std::string> keys = {"model",     "batch_size", "lr",       "optimizer",
-                                     "schedule",  "seed",       "train_limit", "precision"};
+    std::vector<std::string> keys = {"model",     "batch_size", "lr",          "optimizer", "schedule",
+                                     "seed",      "train_limit", "precision",  "qat"};
     if (c.schedule == "onecycle") keys.push_back("epochs");
     std::map<std::string, std::string> saved = ex::load_training_config(c.resume);
     saved.emplace("precision", "fp32");  // checkpoints from before --precision trained in F32
+    saved.emplace("qat", "0");           // and from before --qat, without it
     const auto bad = ex::config_mismatches(saved, c.as_map(), keys);
     if (!bad.empty()) {
       std::string msg = "--resume " + c.resume + ": the checkpoint comes from a different run; change the flags to match:";
@@ -278,6 +302,9 @@ int run(int argc, const char* const* argv) {
                 static_cast<long long>(p.step));
   }
   train_loader.set_epoch(static_cast<uint64_t>(first_epoch));
+  // The qparams settle in the last 30% of the run, so the weights finish training against fixed grids.
+  const int64_t total_steps = steps_per_epoch * c.epochs;
+  qat_schedule.freeze_observer_step = total_steps - total_steps * 3 / 10;
   ex::MetricsWriter metrics(c.metrics, /*append=*/!c.resume.empty());
 
   std::printf("training %s on %zu images (%lld steps/epoch, batch %lld), %s lr %g, schedule %s, %d threads, %s\n",
@@ -304,6 +331,7 @@ int run(int argc, const char* const* argv) {
       const Tensor x = batch.data.to(device);
       const Tensor y = batch.target.to(device);
 
+      if (c.qat) qat_schedule.apply(*model, step);  // fake quant on; observers frozen late
       const bool inspecting = inspector && inspector->begin_step(step + 1);
       optimizer->zero_grad();                // drop last step's gradients
       Tensor loss;
@@ -324,7 +352,7 @@ int run(int argc, const char* const* argv) {
       ++batch_index;
       if (inspecting) {
         if (const std::optional<amp::InspectorRecord> rec = inspector->end_step()) {
-          ex::Json line = {{"event", "inspect"}, {"epoch", epoch + 1}, {"precision", c.precision}};
+          ex::Json line = {{"event", "inspect"}, {"epoch", epoch + 1}, {"precision", policy_label}};
           const ex::Json fields = ex::Json::parse(rec->to_json());
           for (const auto& [k, v] : fields.items()) line[k] = v;
           metrics.write(line);
@@ -346,7 +374,7 @@ int run(int argc, const char* const* argv) {
         const double ips = dt > 0 ? static_cast<double>(interval_images) / dt : 0.0;
         metrics.write({{"event", "log"}, {"epoch", epoch + 1}, {"step", step}, {"loss", ex::json_number(mean_loss)},
                        {"lr", lr}, {"test_accuracy", nullptr}, {"images_per_s", ips},
-                       {"elapsed_s", seconds_since(start)}, {"precision", c.precision},
+                       {"elapsed_s", seconds_since(start)}, {"precision", policy_label},
                        {"loss_scale", loss_scale_json(scaler)}, {"skipped_steps", scaler.skipped_steps()},
                        {"consecutive_skips", scaler.consecutive_skipped_steps()}});
         if (!bar_on)
@@ -373,7 +401,7 @@ int run(int argc, const char* const* argv) {
     metrics.write({{"event", "epoch"}, {"epoch", epoch + 1}, {"step", step}, {"loss", ex::json_number(last_train_loss)},
                    {"lr", lr}, {"test_accuracy", ev.accuracy}, {"test_loss", ex::json_number(ev.loss)},
                    {"images_per_s", ips}, {"epoch_s", epoch_s}, {"elapsed_s", seconds_since(start)},
-                   {"precision", c.precision}, {"loss_scale", loss_scale_json(scaler)},
+                   {"precision", policy_label}, {"loss_scale", loss_scale_json(scaler)},
                    {"skipped_steps", scaler.skipped_steps()}, {"consecutive_skips", scaler.consecutive_skipped_steps()}});
 
     // Saved after the evaluation, which draws nothing: the generator state is the one the next
@@ -390,9 +418,21 @@ int run(int argc, const char* const* argv) {
   }
   // A run resumed after its last epoch (or --epochs 0) still reports where the model stands.
   if (!evaluated) ev = evaluate(*model, test_loader, device, precision);
+  // QAT: the int8 model the fake-quantized one stands for (quant::convert, in place), evaluated on
+  // the same test set. The accuracy above is the fake-quant model's.
+  std::optional<Evaluation> int8_ev;
+  if (c.qat) {
+    quant::convert(*model);
+    int8_ev = evaluate(*model, test_loader, device, precision);
+    std::printf("int8 model (quant::convert): test loss %.4f, test accuracy %.2f%% (%lld/%lld), %lld bytes\n",
+                int8_ev->loss, 100.0 * int8_ev->accuracy, static_cast<long long>(int8_ev->correct),
+                static_cast<long long>(int8_ev->total), static_cast<long long>(quant::state_dict_bytes(*model)));
+    metrics.write({{"event", "int8"}, {"step", step}, {"test_accuracy", int8_ev->accuracy},
+                   {"test_loss", ex::json_number(int8_ev->loss)}, {"bytes", quant::state_dict_bytes(*model)}});
+  }
 
   ex::Json result = {{"model", c.model},
-                     {"precision", c.precision},
+                     {"precision", policy_label},
                      {"epochs", c.epochs},
                      {"steps", step},
                      {"test_accuracy", ev.accuracy},
@@ -400,6 +440,7 @@ int run(int argc, const char* const* argv) {
                      {"train_loss", ex::json_number(last_train_loss)},
                      {"skipped_steps", scaler.skipped_steps()},
                      {"elapsed_s", seconds_since(start)}};
+  if (int8_ev) result["int8_test_accuracy"] = int8_ev->accuracy;
   std::printf("%s\n", result.dump().c_str());
   return 0;
 }

@@ -256,6 +256,8 @@ RunMetrics parse_metrics(const std::string& text, const std::string& source, con
       p.loss_scale = optional_number(j, "loss_scale");
       p.skipped_steps = int_or(j, "skipped_steps", 0);
       run.epochs.push_back(p);
+    } else if (event == "int8") {
+      run.int8_accuracy = number_or_nan(j, "test_accuracy");
     } else if (event == "inspect") {
       ++run.inspect_records;
       const auto grads = j.find("grads");
@@ -370,8 +372,10 @@ std::vector<PolicySummary> summarize(const std::vector<RunMetrics>& runs, const 
       s.seeds.push_back(r->seed);
       if (!r->epochs.empty()) {
         const EpochPoint& last = r->epochs.back();
-        final_acc.push_back(100.0 * last.test_accuracy);
-        double best = -INFINITY, train_s = 0;
+        // A QAT run ends with its converted int8 model: that is the accuracy it delivers.
+        const bool int8 = std::isfinite(r->int8_accuracy);
+        final_acc.push_back(100.0 * (int8 ? r->int8_accuracy : last.test_accuracy));
+        double best = int8 ? 100.0 * r->int8_accuracy : -INFINITY, train_s = 0;
         for (const EpochPoint& e : r->epochs) {
           best = std::max(best, 100.0 * e.test_accuracy);
           train_s += e.epoch_s;

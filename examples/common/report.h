@@ -66,6 +66,9 @@ struct RunMetrics {
   std::vector<EpochPoint> epochs;
   std::vector<GradRange> grads;  // in the order the parameters first appear
   int64_t inspect_records = 0;
+  // The "int8" record of a QAT run (examples/mnist --qat): the converted int8 model's test accuracy
+  // (fraction), NaN for other runs. It is the run's final accuracy; its epochs are the fake-quant model's.
+  double int8_accuracy = kNaN;
   // From the driver (manifest), not from the metrics file.
   double peak_rss_mb = kNaN;
   double wall_s = kNaN;

@@ -74,6 +74,24 @@ TEST(ReportParse, ReadsLogEpochAndInspectRecords) {
   EXPECT_DOUBLE_EQ(r.grads[1].under_norm_fraction(), 0.1);
 }
 
+// examples/mnist --qat ends with an "int8" record: the converted model's accuracy is the run's
+// final (and, when higher, best) accuracy; the epochs stay the fake-quant model's.
+TEST(ReportParse, QatRunsEndWithTheirInt8Model) {
+  const std::string text = metrics_text("qat-int8", 0.5, 0.98, false) +
+                           "{\"event\":\"int8\",\"step\":40,\"test_accuracy\":0.975,\"bytes\":1201560}\n";
+  const rp::RunMetrics r = rp::parse_metrics(text, "q.jsonl", "qat-int8", 1);
+  EXPECT_NEAR(r.int8_accuracy, 0.975, 1e-12);
+  ASSERT_EQ(r.epochs.size(), 2u);
+  const std::vector<rp::PolicySummary> rows = rp::summarize({r});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_NEAR(rows[0].final_accuracy.mean, 97.5, 1e-9);
+  EXPECT_NEAR(rows[0].best_accuracy.mean, 98.0, 1e-9);
+  // Without the record nothing changes.
+  const rp::RunMetrics f = rp::parse_metrics(metrics_text("fp32", 0.5, 0.98, false), "f.jsonl", "fp32", 1);
+  EXPECT_TRUE(std::isnan(f.int8_accuracy));
+  EXPECT_NEAR(rp::summarize({f})[0].final_accuracy.mean, 98.0, 1e-9);
+}
+
 TEST(ReportParse, NullsSumsAndBlankLines) {
   const std::string text =
       "\n"
