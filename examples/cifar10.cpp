@@ -75,11 +75,17 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/progress.h"
+#include "examples/common/training.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 
 using namespace mantissa;
 namespace ex = mantissa::examples;
+using ex::Evaluation;
+using ex::evaluate;
+using ex::loss_scale_json;
+using ex::scaler_text;
+using ex::seconds_since;
 
 namespace {
 
@@ -189,36 +195,6 @@ std::unique_ptr<optim::LRScheduler> make_schedule(const Config& c, optim::Optimi
                                                std::vector<int64_t>{peak});
 }
 
-struct Evaluation {
-  double loss = 0.0;      // mean cross-entropy (no label smoothing) over the test set
-  double accuracy = 0.0;  // fraction correct
-  int64_t correct = 0;
-  int64_t total = 0;
-};
-
-// Test-set loss and accuracy: eval mode (BatchNorm's running statistics), no autograd graph,
-// and the policy's autocast (16-bit models need it to take the F32 images).
-Evaluation evaluate(nn::Module& model, data::DataLoader& loader, const Device& device, const amp::Precision& p) {
-  model.eval();
-  NoGradGuard no_grad;
-  amp::AutocastGuard autocast(device.type, p.autocast.value_or(DType::BF16), p.autocast.has_value());
-  Evaluation ev;
-  double loss_sum = 0.0;
-  for (data::Example& batch : loader) {
-    const Tensor x = batch.data.to(device);
-    const Tensor y = batch.target.to(device);
-    const Tensor logits = model.forward(x);
-    loss_sum += cross_entropy(logits, y, Reduction::Sum).item_double();
-    ev.correct += static_cast<int64_t>(eq(argmax(logits, 1), y).sum().item_double());
-    ev.total += y.numel();
-  }
-  model.train();
-  if (ev.total > 0) {
-    ev.loss = loss_sum / static_cast<double>(ev.total);
-    ev.accuracy = static_cast<double>(ev.correct) / static_cast<double>(ev.total);
-  }
-  return ev;
-}
 
 // airbench's Lookahead-style averaging: every kEmaEveryNSteps steps from epoch kEmaStartEpochs
 // on, ema <- ema + (net - ema) (1 - rho) and net <- ema, with rho = 0.95^5 (step / total)^3
@@ -343,22 +319,6 @@ Tensor normalized_images(const data::CIFAR10& set, int64_t n) {
   const Tensor mean = from_vector(kCifarMean, {1, 3, 1, 1});
   const Tensor std = from_vector(kCifarStd, {1, 3, 1, 1});
   return div(sub(x, mean), std);
-}
-
-ex::Json loss_scale_json(const amp::GradScaler& scaler) {
-  return scaler.is_enabled() ? ex::Json(scaler.get_scale()) : ex::Json(nullptr);
-}
-
-std::string scaler_text(const amp::GradScaler& scaler) {
-  if (!scaler.is_enabled()) return "";
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "  scale %g (%lld skipped)", scaler.get_scale(),
-                static_cast<long long>(scaler.skipped_steps()));
-  return buf;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 bool cifar_files_present(const std::string& dir) {
@@ -668,14 +628,4 @@ int run(int argc, const char* const* argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::FlagError& e) {
-    std::fprintf(stderr, "cifar10: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_main("cifar10", run, argc, argv); }

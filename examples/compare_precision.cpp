@@ -39,6 +39,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/progress.h"
 #include "examples/common/report.h"
+#include "examples/common/training.h"
 
 namespace fs = std::filesystem;
 namespace ex = mantissa::examples;
@@ -434,14 +435,4 @@ int run(int argc, const char* const* argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::FlagError& e) {
-    std::fprintf(stderr, "compare_precision: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "compare_precision: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_main("compare_precision", run, argc, argv); }

@@ -44,6 +44,7 @@
 #include "examples/common/metrics.h"
 #include "examples/common/mnist_nets.h"
 #include "examples/common/progress.h"
+#include "examples/common/training.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "quant/convert.h"
@@ -51,6 +52,11 @@
 
 using namespace mantissa;
 namespace ex = mantissa::examples;
+using ex::Evaluation;
+using ex::evaluate;
+using ex::loss_scale_json;
+using ex::scaler_text;
+using ex::seconds_since;
 
 namespace {
 
@@ -115,55 +121,6 @@ std::unique_ptr<optim::LRScheduler> make_schedule(const Config& c, optim::Optimi
   if (c.schedule == "constant") return nullptr;
   return std::make_unique<optim::OneCycleLR>(
       opt, optim::OneCycleLROptions(c.lr).epochs(c.epochs).steps_per_epoch(steps_per_epoch));
-}
-
-struct Evaluation {
-  double loss = 0.0;      // mean cross-entropy over the test set
-  double accuracy = 0.0;  // fraction correct
-  int64_t correct = 0;
-  int64_t total = 0;
-};
-
-// Test-set loss and accuracy: eval mode (dropout off), no autograd graph, and the policy's
-// autocast (16-bit models need it to take the F32 images).
-Evaluation evaluate(nn::Module& model, data::DataLoader& loader, const Device& device, const amp::Precision& p) {
-  model.eval();
-  NoGradGuard no_grad;
-  amp::AutocastGuard autocast(device.type, p.autocast.value_or(DType::BF16), p.autocast.has_value());
-  Evaluation ev;
-  double loss_sum = 0.0;
-  for (data::Example& batch : loader) {
-    const Tensor x = batch.data.to(device);
-    const Tensor y = batch.target.to(device);
-    const Tensor logits = model.forward(x);
-    loss_sum += cross_entropy(logits, y, Reduction::Sum).item_double();
-    ev.correct += static_cast<int64_t>(eq(argmax(logits, 1), y).sum().item_double());
-    ev.total += y.numel();
-  }
-  model.train();
-  if (ev.total > 0) {
-    ev.loss = loss_sum / static_cast<double>(ev.total);
-    ev.accuracy = static_cast<double>(ev.correct) / static_cast<double>(ev.total);
-  }
-  return ev;
-}
-
-// The scale as metrics report it: null when the policy does not scale its loss.
-ex::Json loss_scale_json(const amp::GradScaler& scaler) {
-  return scaler.is_enabled() ? ex::Json(scaler.get_scale()) : ex::Json(nullptr);
-}
-
-// "  scale 32768 (2 skipped)" for the log line; empty without a scaler.
-std::string scaler_text(const amp::GradScaler& scaler) {
-  if (!scaler.is_enabled()) return "";
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "  scale %g (%lld skipped)", scaler.get_scale(),
-                static_cast<long long>(scaler.skipped_steps()));
-  return buf;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 int run(int argc, const char* const* argv) {
@@ -447,14 +404,4 @@ int run(int argc, const char* const* argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::FlagError& e) {
-    std::fprintf(stderr, "mnist: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_main("mnist", run, argc, argv); }

@@ -43,6 +43,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/mnist_nets.h"
+#include "examples/common/training.h"
 #include "nn/nn.h"
 #include "nn/safetensors.h"
 #include "optim/optim.h"
@@ -54,6 +55,7 @@
 
 using namespace mantissa;
 namespace ex = mantissa::examples;
+using ex::seconds_since;
 
 namespace {
 
@@ -76,10 +78,6 @@ struct Config {
   std::string device = "cpu";
   std::string only;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::shared_ptr<ex::MnistCnn> fresh_cnn(const nn::NamedTensors& fp32_state) {
   auto m = std::make_shared<ex::MnistCnn>();
@@ -399,14 +397,4 @@ int run(int argc, const char* const* argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::FlagError& e) {
-    std::fprintf(stderr, "quantize_mnist: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_main("quantize_mnist", run, argc, argv); }
