@@ -144,8 +144,11 @@ int64_t prepare(nn::Module& model, const QConfig& qconfig) {
 
 int64_t convert(nn::Module& model) {
   // Collect with paths first: converting changes the registries the walk would iterate.
+  // The listing holds a reference to every module for the whole walk: converting a QuantStub
+  // unregisters (and would otherwise free) its fake quantizer, which comes later in the list.
+  const nn::NamedModules owned = model.named_modules("", false);
   std::vector<std::pair<std::string, nn::Module*>> mods{{"", &model}};
-  for (const auto& [path, m] : model.named_modules("", false)) mods.emplace_back(path, m.get());
+  for (const auto& [path, m] : owned) mods.emplace_back(path, m.get());
   int64_t converted = 0;
   for (const auto& [path, m] : mods) {
     if (auto* lin = dynamic_cast<nn::Linear*>(m)) {
