@@ -9,21 +9,6 @@
 
 namespace mantissa::nn {
 
-namespace {
-// Same rule as nn::Linear's: registers a QAT fake quantizer under `name` the first time, swaps it
-// afterwards; the slot member keeps the handle forward() calls.
-void attach_qat_child(Module& self, ModulePtr& slot, const char* name, ModulePtr fq, const char* setter) {
-  MANTISSA_CHECK(fq != nullptr, self.name(), "::", setter, ": the fake quantizer is null (an attached one cannot ",
-                 "be removed; disable it with FakeQuantize::disable_fake_quant)");
-  if (slot) {
-    self.replace_module(name, fq);
-  } else {
-    self.register_module(name, fq);
-  }
-  slot = std::move(fq);
-}
-}  // namespace
-
 Conv2d::Conv2d(const Conv2dOptions& opts) : options(opts) {
   const int64_t in = options.in_channels(), out = options.out_channels(), g = options.groups();
   MANTISSA_CHECK(in > 0 && out > 0, "Conv2d: in_channels and out_channels must be positive (got ", in, " and ", out,
@@ -113,12 +98,12 @@ void Conv2d::set_fused_batch_norm(std::shared_ptr<BatchNorm2d> bn) {
 }
 
 void Conv2d::set_weight_fake_quant(ModulePtr fq) {
-  attach_qat_child(*this, weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
+  set_optional_child(weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
 }
 
 void Conv2d::set_activation_post_process(ModulePtr fq) {
-  attach_qat_child(*this, activation_post_process_, "activation_post_process", std::move(fq),
-                           "set_activation_post_process");
+  set_optional_child(activation_post_process_, "activation_post_process", std::move(fq),
+                     "set_activation_post_process");
 }
 
 std::string Conv2d::extra_repr() const {

@@ -8,21 +8,6 @@
 
 namespace mantissa::nn {
 
-namespace {
-// Registers a QAT fake quantizer under `name` the first time, swaps it afterwards; the slot
-// member keeps the handle forward() calls.
-void attach_qat_child(Module& self, ModulePtr& slot, const char* name, ModulePtr fq, const char* setter) {
-  MANTISSA_CHECK(fq != nullptr, self.name(), "::", setter, ": the fake quantizer is null (an attached one cannot ",
-                 "be removed; disable it with FakeQuantize::disable_fake_quant)");
-  if (slot) {
-    self.replace_module(name, fq);
-  } else {
-    self.register_module(name, fq);
-  }
-  slot = std::move(fq);
-}
-}  // namespace
-
 Linear::Linear(const LinearOptions& opts) : options(opts) {
   MANTISSA_CHECK(options.in_features() >= 0 && options.out_features() >= 0,
                  "Linear: in_features and out_features must be non-negative (got ", options.in_features(), " and ",
@@ -56,12 +41,12 @@ Tensor Linear::forward(const Tensor& input) {
 }
 
 void Linear::set_weight_fake_quant(ModulePtr fq) {
-  attach_qat_child(*this, weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
+  set_optional_child(weight_fake_quant_, "weight_fake_quant", std::move(fq), "set_weight_fake_quant");
 }
 
 void Linear::set_activation_post_process(ModulePtr fq) {
-  attach_qat_child(*this, activation_post_process_, "activation_post_process", std::move(fq),
-                           "set_activation_post_process");
+  set_optional_child(activation_post_process_, "activation_post_process", std::move(fq),
+                     "set_activation_post_process");
 }
 
 std::string Linear::extra_repr() const {

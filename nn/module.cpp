@@ -137,6 +137,17 @@ ModulePtr Module::remove_module(const std::string& name) {
   return m;
 }
 
+void Module::set_optional_child(ModulePtr& slot, const std::string& name, ModulePtr module, const char* setter) {
+  MANTISSA_CHECK(module != nullptr, this->name(), "::", setter, ": the fake quantizer is null (an attached one cannot ",
+                 "be removed; disable it with FakeQuantize::disable_fake_quant)");
+  if (slot) {
+    set_child(name, module);
+  } else {
+    add_child(name, module);
+  }
+  slot = std::move(module);
+}
+
 bool Module::has_parameter(const std::string& name) const { return find_slot(parameters_, name) != parameters_.end(); }
 bool Module::has_buffer(const std::string& name) const { return find_slot(buffers_, name) != buffers_.end(); }
 

@@ -58,6 +58,10 @@ class Module : public std::enable_shared_from_this<Module> {
     set_child(name, module);
     return module;
   }
+  // An optional child kept in a layer's own slot (nn::Linear / nn::Conv2d's QAT fake quantizers):
+  // registers `module` under `name` the first time, replaces it afterwards, and stores the handle
+  // in `slot`. A null module is an Error naming `setter` (an attached child cannot be removed).
+  void set_optional_child(ModulePtr& slot, const std::string& name, ModulePtr module, const char* setter);
   // Unregisters a parameter, buffer or child by name (quant::convert replaces a layer's float
   // weights by int8 buffers in place this way); returns the removed tensor / module. Unknown names
   // are an Error naming the module and what it has.
